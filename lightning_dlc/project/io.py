@@ -1,0 +1,31 @@
+"""Atomic file writing: a crash never leaves a half-written file under the final name."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from lightning_dlc.project.errors import ProjectError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place if the block succeeds.
+
+    Refuses to replace an existing file unless ``overwrite``: labels, configs and
+    splits are the user's work and are never replaced silently.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ProjectError(path, "already exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
