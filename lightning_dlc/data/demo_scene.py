@@ -35,11 +35,12 @@ _U = np.linspace(0.0, 1.0, _K)
 _LENGTH_FRAC = 0.23   # snout-to-tailtip length / min(width, height)
 _HALF_WIDTH = 0.085   # max body half-width / length
 _TIP_PAD = 1.0        # px the outline reaches past snout and tailtip, so those keypoints sit on the fish
-_WALL_MARGIN = 0.15   # px of length kept free between the swimming area and the walls (besides 0.5 px)
+_WALL_MARGIN = 0.18   # px of length kept free between the swimming area and the walls (besides 0.5 px)
 
 _SHIFT = 4            # cv2 fixed-point bits: subpixel-exact drawing
 _ONE = 1 << _SHIFT
 
+_FEEDER_RADIUS = 0.032  # / min(width, height)
 _NOISE_SIGMA = 2.0    # sensor noise, grey levels
 
 # Base RGB colours, maximally distinct first; fish i gets colour i and pattern i % 5.
@@ -101,14 +102,15 @@ def _paths(t: np.ndarray, rngs, width: int, height: int, length: float):
         alpha0 = i * 2.399963 + rng.uniform(-0.3, 0.3)  # golden-angle spread of orientations
         precess = rng.choice([-1.0, 1.0]) * rng.uniform(0.04, 0.1)  # rad/s
         direction = rng.choice([-1.0, 1.0])
-        body_lengths_per_s = rng.uniform(1.1, 1.6)
+        body_lengths_per_s = rng.uniform(1.3, 1.9)
+        size = rng.uniform(0.65, 1.0)          # smaller eights: shorter laps, more centre passes
         warp = rng.uniform(0.15, 0.3)         # speed varies by +-warp around the mean
         warp_w = 2 * np.pi / rng.uniform(2.0, 4.0)
         warp_phase, phase0 = rng.uniform(0, 2 * np.pi, size=2)
 
         tau = np.linspace(0, 2 * np.pi, 2001)
         q = np.stack([np.sin(tau), b * np.sin(2 * tau + psi)], -1)
-        qnorm = np.linalg.norm(q, axis=-1).max()  # dividing by it makes the eight fill the unit disk
+        qnorm = np.linalg.norm(q, axis=-1).max() / size  # the eight fills `size` of the unit disk
         q /= qnorm
         ca, sa = np.cos(alpha0), np.sin(alpha0)
         lap = np.stack([ax * (ca * q[:, 0] - sa * q[:, 1]), ay * (sa * q[:, 0] + ca * q[:, 1])], -1)
@@ -316,8 +318,8 @@ def _background(rng: np.random.Generator, width: int, height: int, length: float
 def _landmark(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     # A corner: the fish's figure eights stay inside the inscribed ellipse, so it is never occluded.
     corner = rng.integers(0, 4)
-    fx = 0.1 + rng.uniform(-0.01, 0.01)
-    fy = 0.1 + rng.uniform(-0.01, 0.01)
+    fx = 0.07 + rng.uniform(-0.01, 0.01)
+    fy = 0.07 + rng.uniform(-0.01, 0.01)
     x = fx * (width - 1) if corner % 2 == 0 else (1 - fx) * (width - 1)
     y = fy * (height - 1) if corner < 2 else (1 - fy) * (height - 1)
     return np.array([x, y], np.float64)
@@ -359,7 +361,7 @@ def render_scene(n_frames: int = 300, n_fish: int = 3, width: int = 256, height:
 
     background = _background(np.random.default_rng(ss_bg), width, height, length)
     landmark = _landmark(np.random.default_rng(ss_landmark), width, height)
-    _draw_feeder(background, landmark, 0.035 * min(width, height))
+    _draw_feeder(background, landmark, _FEEDER_RADIUS * min(width, height))
 
     t = np.arange(n_frames) / float(fps)
     if n_fish:

@@ -138,23 +138,28 @@ def to_arrays(df: pd.DataFrame, meta: ProjectMeta) -> tuple[np.ndarray, np.ndarr
             uniq.reshape(n, len(meta.unique_bodyparts), 2))
 
 
-def from_arrays(keys: list[str], xy: np.ndarray, unique_xy: np.ndarray | None,
-                meta: ProjectMeta, scorer: str) -> pd.DataFrame:
-    """Keypoints -> a table in DeepLabCut's own layout (3 levels for single animal)."""
-    n = len(keys)
-    index = pd.MultiIndex.from_tuples([tuple(k.split("/")) for k in keys])
-    if not meta.multianimal:
-        cols = pd.MultiIndex.from_product([[scorer], meta.bodyparts, ["x", "y"]],
-                                          names=["scorer", "bodyparts", "coords"])
-        return pd.DataFrame(np.asarray(xy, np.float64).reshape(n, -1), index=index, columns=cols)
-    parts = [pd.DataFrame(np.asarray(xy, np.float64).reshape(n, -1), index=index,
-                          columns=pd.MultiIndex.from_product(
-                              [[scorer], meta.individuals, meta.bodyparts, ["x", "y"]], names=list(LEVELS)))]
-    if meta.unique_bodyparts:
-        parts.append(pd.DataFrame(np.asarray(unique_xy, np.float64).reshape(n, -1), index=index,
-                                  columns=pd.MultiIndex.from_product(
-                                      [[scorer], [UNIQUE_INDIVIDUAL], meta.unique_bodyparts, ["x", "y"]],
-                                      names=list(LEVELS))))
+def from_arrays(keys, values: np.ndarray, unique_values: np.ndarray | None, meta: ProjectMeta,
+                scorer: str, coords: tuple[str, ...] = ("x", "y")) -> pd.DataFrame:
+    """Arrays [n, n_individuals, n_bodyparts, len(coords)] -> a table in DeepLabCut's own layout.
+
+    3 column levels for a single animal, 4 otherwise (unique bodyparts under ``single``).
+    ``keys`` are image paths (rows become DeepLabCut's (labeled-data, video, image)
+    MultiIndex) or any pandas Index, such as frame numbers for video predictions.
+    """
+    index = keys if isinstance(keys, pd.Index) else pd.MultiIndex.from_tuples([tuple(k.split("/")) for k in keys])
+    n, c = len(index), list(coords)
+
+    def block(array, individuals, bodyparts):
+        flat = np.asarray(array, np.float64).reshape(n, -1)
+        if not meta.multianimal:
+            cols = pd.MultiIndex.from_product([[scorer], bodyparts, c], names=["scorer", "bodyparts", "coords"])
+        else:
+            cols = pd.MultiIndex.from_product([[scorer], individuals, bodyparts, c], names=list(LEVELS))
+        return pd.DataFrame(flat, index=index, columns=cols)
+
+    parts = [block(values, meta.individuals, meta.bodyparts)]
+    if meta.multianimal and meta.unique_bodyparts:
+        parts.append(block(unique_values, [UNIQUE_INDIVIDUAL], meta.unique_bodyparts))
     return pd.concat(parts, axis=1)
 
 

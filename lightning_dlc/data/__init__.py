@@ -1,0 +1,1 @@
+"""Records -> tensors: datasets, the datamodule, augmentation, video readers, the demo project."""
