@@ -269,9 +269,9 @@ class _FishStyle:
                 r = max(0.8, 0.36 * shapes.wbody[k])
                 self.circles.append((_fx(shapes.point(k, lat)), int(round(r * _ONE)), contrast))
         elif self.pattern == "saddle":    # plain body with one wide dark band
-            self.polys.append((shapes.band(17, 25), dark))
+            self.polys.append((shapes.band(17, 25), dark if lum > 80 else light))
         elif self.pattern == "stripe":    # dark line along the back, head to tail base
-            self.lines.append((_fx(shapes.spine[:, :, 6:_KB + 1]), max(1, int(round(0.05 * length))), dark))
+            self.lines.append((_fx(shapes.spine[:, :, 6:_KB + 1]), max(1, int(round(0.05 * length))), contrast))
         elif self.pattern == "twotone":   # contrasting head
             self.polys.append((shapes.band(1, 13), contrast))
         self.i = i
