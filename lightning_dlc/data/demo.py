@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from lightning_dlc.data.demo_scene import BODYPARTS, render_scene, write_video
-from lightning_dlc.project.config import ProjectConfig
+from lightning_dlc.project.config import ProjectConfig, parse_yaml
 from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.project.io import current_umask
 from lightning_dlc.project.labels import from_arrays, write_collected_data
 from lightning_dlc.project.records import SINGLE_ANIMAL, ProjectMeta
 
@@ -99,10 +100,8 @@ def demo_meta(multianimal: bool = True, n_fish: int = 3, unique_bodyparts: bool 
 
 
 def _config(root: Path, meta: ProjectMeta, multianimal: bool, width: int, height: int) -> ProjectConfig:
-    cfg = ProjectConfig.from_text(root / "config.yaml", CONFIG_TEMPLATE.replace("project_path:",
-                                                                                f"project_path: {root}"))
-    d = cfg.data
-    d.update(Task=TASK, scorer=SCORER, date=DATE, multianimalproject=multianimal, identity=False,
+    d = parse_yaml(CONFIG_TEMPLATE)
+    d.update(Task=TASK, scorer=SCORER, date=DATE, multianimalproject=multianimal, identity=False, project_path=str(root),
              video_sets={str(root / "videos" / f"{VIDEO}.mp4"): {"crop": f"0, {width}, 0, {height}"}},
              skeleton=[list(edge) for edge in meta.skeleton], x2=width, y2=height)
     if multianimal:
@@ -112,7 +111,7 @@ def _config(root: Path, meta: ProjectMeta, multianimal: bool, width: int, height
         d.update(bodyparts=list(meta.bodyparts))
         for key in ("individuals", "uniquebodyparts", "multianimalbodyparts"):
             del d[key]
-    return cfg
+    return ProjectConfig(root / "config.yaml", d)
 
 
 def make_demo_project(out: str | Path, multianimal: bool = True, n_fish: int = 3, n_frames: int = 300,
@@ -138,6 +137,7 @@ def make_demo_project(out: str | Path, multianimal: bool = True, n_fish: int = 3
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         _write_project(build, out, scene, meta, multianimal, n_labeled)
+        build.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
         if out.exists():
             shutil.rmtree(out)
         os.replace(build, out)

@@ -33,6 +33,11 @@ def _yaml() -> YAML:
     return yaml
 
 
+def parse_yaml(text: str) -> CommentedMap:
+    """YAML text -> a mapping that keeps its comments (templates for new projects)."""
+    return _yaml().load(text)
+
+
 def path_name(listed: str) -> str:
     """File name of a path written on any OS (video_sets often hold Windows paths)."""
     pure = PureWindowsPath(listed) if "\\" in listed else PurePosixPath(listed)
@@ -102,10 +107,6 @@ class ProjectConfig:
             raise ProjectError(path, "expected a mapping of DeepLabCut settings at the top level")
         return cls(path, data)
 
-    @classmethod
-    def from_text(cls, path: str | Path, text: str) -> ProjectConfig:
-        """Parse YAML text as if it were stored at ``path`` (used to create new projects)."""
-        return cls(path, _yaml().load(text))
 
     def to_text(self) -> str:
         buf = io.StringIO()

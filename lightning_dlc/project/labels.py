@@ -163,14 +163,19 @@ def from_arrays(keys, values: np.ndarray, unique_values: np.ndarray | None, meta
     return pd.concat(parts, axis=1)
 
 
+def _object_strings(index: pd.Index) -> pd.Index:
+    if isinstance(index, pd.MultiIndex):
+        return index.set_levels([_object_strings(level) for level in index.levels])
+    return index.astype(object) if pd.api.types.is_string_dtype(index.dtype) else index
+
+
 def write_collected_data(df: pd.DataFrame, h5_path: str | Path, overwrite: bool = False) -> Path:
     """Write the .h5 (key df_with_missing, as DeepLabCut does) and the .csv beside it."""
     h5_path = Path(h5_path).with_suffix(".h5")
     df = df.copy()
     # Plain object labels: older pandas (DeepLabCut's) cannot read pandas 3's string dtype.
-    df.index = df.index.set_levels([lvl.astype(object) for lvl in df.index.levels]) \
-        if isinstance(df.index, pd.MultiIndex) else df.index.astype(object)
-    df.columns = df.columns.set_levels([lvl.astype(object) for lvl in df.columns.levels])
+    df.index = _object_strings(df.index)
+    df.columns = _object_strings(df.columns)
     with atomic_path(h5_path, overwrite=overwrite) as tmp:
         df.to_hdf(tmp, key=H5_KEY, mode="w")
     with atomic_path(h5_path.with_suffix(".csv"), overwrite=overwrite) as tmp:
