@@ -162,9 +162,10 @@ def _spines(pos, heading, curvature, speed, rngs, fps: float, length: float):
 
 def _keypoints(spine: np.ndarray) -> np.ndarray:
     # Linear interpolation along the drawn polyline, so keypoints lie on the drawn midline.
-    x = np.stack([np.interp(_KP_U, _U, s) for s in spine[..., 0].reshape(-1, _K)])
-    y = np.stack([np.interp(_KP_U, _U, s) for s in spine[..., 1].reshape(-1, _K)])
-    return np.stack([x, y], -1).reshape(spine.shape[:2] + (len(_KP_U), 2))
+    pos = _KP_U * (_K - 1)
+    lo = np.minimum(np.floor(pos).astype(int), _K - 2)
+    frac = (pos - lo)[:, None]
+    return spine[:, :, lo] * (1 - frac) + spine[:, :, lo + 1] * frac
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,7 +194,6 @@ class _Shapes:
     """All polygons and circles of all fish in all frames, in cv2 fixed point, built vectorised."""
 
     def __init__(self, spine: np.ndarray, length: float):
-        n_frames, n_fish = spine.shape[:2]
         fwd = np.gradient(-spine, axis=2)  # tangent pointing to the snout
         fwd /= np.maximum(np.linalg.norm(fwd, axis=-1, keepdims=True), 1e-9)
         normal = np.stack([-fwd[..., 1], fwd[..., 0]], -1)
@@ -226,10 +226,8 @@ class _Shapes:
         self.pecs = _fx(np.stack(pecs, 2))  # [F, N, 2, 3, 2]
         # Eyes: bulge out of the head outline, as fish seen from above do.
         ke = 5
-        eye_r = 0.03 * length
         self.eyes = _fx(np.stack([spine[:, :, ke] + s * 0.8 * wbody[ke] * normal[:, :, ke] for s in (1.0, -1.0)], 2))
-        self.eye_r = int(round(eye_r * _ONE))
-        self.outline_color_scale = 0.45
+        self.eye_r = int(round(0.03 * length * _ONE))
         self.left, self.right = left, right
 
     def band(self, k1: int, k2: int) -> np.ndarray:
@@ -252,7 +250,7 @@ class _FishStyle:
         light = (246.0, 244.0, 236.0)
         lum = base @ np.array([0.299, 0.587, 0.114])
         contrast = dark if lum > 110 else light
-        self.polys: list[tuple[np.ndarray, tuple]] = []    # [F, N, P, 2] arrays, fish i used
+        self.polys: list[tuple[np.ndarray, tuple]] = []  # arrays [F, N, ...], indexed [f, i] when drawn
         self.circles: list[tuple[np.ndarray, int, tuple]] = []
         self.lines: list[tuple[np.ndarray, int, tuple]] = []
         # The layout of the pattern depends on the fish index only, so identities look the same
@@ -270,11 +268,10 @@ class _FishStyle:
                 self.circles.append((_fx(shapes.point(k, lat)), int(round(r * _ONE)), contrast))
         elif self.pattern == "saddle":    # plain body with one wide dark band
             self.polys.append((shapes.band(17, 25), dark if lum > 80 else light))
-        elif self.pattern == "stripe":    # dark line along the back, head to tail base
+        elif self.pattern == "stripe":    # contrasting line along the back, head to tail base
             self.lines.append((_fx(shapes.spine[:, :, 6:_KB + 1]), max(1, int(round(0.05 * length))), contrast))
         elif self.pattern == "twotone":   # contrasting head
             self.polys.append((shapes.band(1, 13), contrast))
-        self.i = i
 
 
 # ----------------------------------------------------------------------------------------------
