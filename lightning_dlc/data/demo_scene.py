@@ -35,7 +35,7 @@ _U = np.linspace(0.0, 1.0, _K)
 _LENGTH_FRAC = 0.23   # snout-to-tailtip length / min(width, height)
 _HALF_WIDTH = 0.085   # max body half-width / length
 _TIP_PAD = 1.0        # px the outline reaches past snout and tailtip, so those keypoints sit on the fish
-_WALL_MARGIN = 0.18   # px of length kept free between the swimming area and the walls (besides 0.5 px)
+_WALL_MARGIN = 0.18   # body lengths between the anchor's swimming area and the walls
 
 _SHIFT = 4            # cv2 fixed-point bits: subpixel-exact drawing
 _ONE = 1 << _SHIFT
