@@ -59,6 +59,12 @@ def documentation_path(cfg: ProjectConfig, train_fraction: float, index: int) ->
             / f"Documentation_data-{cfg.task}_{fraction_percent(train_fraction)}shuffle{index}.pickle")
 
 
+def data_path(cfg: ProjectConfig, train_fraction: float, index: int) -> Path:
+    """DeepLabCut's training-data file of a shuffle: .mat (single animal) or .pickle (multi-animal)."""
+    suffix = ".pickle" if cfg.multianimal else ".mat"
+    return cfg.training_datasets_dir / f"{cfg.task}_{cfg.scorer}{fraction_percent(train_fraction)}shuffle{index}{suffix}"
+
+
 def merged_labels_path(cfg: ProjectConfig) -> Path:
     return cfg.training_datasets_dir / f"CollectedData_{cfg.scorer}.h5"
 
@@ -184,6 +190,24 @@ def _training_data(df: pd.DataFrame, cfg: ProjectConfig, train: np.ndarray) -> l
     return entries
 
 
+def _write_training_data_file(path: Path, data: list[dict]) -> None:
+    """The file DeepLabCut's trainer reads beside the split, so it trains on our shuffles as they are."""
+    with atomic_path(path, overwrite=True) as tmp:
+        if path.suffix == ".pickle":
+            with open(tmp, "wb") as f:
+                pickle.dump(data, f, pickle.HIGHEST_PROTOCOL)
+            return
+        from scipy.io import savemat
+
+        dataset = np.empty(len(data), dtype=[("image", "O"), ("size", "O"), ("joints", "O")])
+        for i, entry in enumerate(data):
+            joints = np.empty((1, 1), dtype=object)
+            joints[0, 0] = entry["joints"].astype("int64")
+            dataset[i] = (np.array([entry["image"]], dtype="U"), np.array([entry["size"]]), joints)
+        with open(tmp, "wb") as f:
+            savemat(f, {"dataset": dataset})
+
+
 def _write_merged(cfg: ProjectConfig, df: pd.DataFrame, overwrite: bool) -> None:
     """Write the merged table; refuse to change one that existing shuffles index into."""
     path = merged_labels_path(cfg)
@@ -197,7 +221,15 @@ def _write_merged(cfg: ProjectConfig, df: pd.DataFrame, overwrite: bool) -> None
             raise ProjectError(path, "labels changed since the existing shuffles were made, and their "
                                      "indices point into this table; increase `iteration` in config.yaml "
                                      "for new shuffles, or pass overwrite=True to replace it")
-    write_collected_data(df, path, overwrite=True)
+    write_collected_data(_dlc_layout(df, cfg), path, overwrite=True)
+
+
+def _dlc_layout(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
+    """The table as DeepLabCut's merge writes it: (labeled-data, video, image) rows, and no
+    individuals level in a single-animal project (DeepLabCut's loader fails on one)."""
+    out = df.droplevel("individuals", axis=1) if not cfg.meta().multianimal else df.copy()
+    out.index = pd.MultiIndex.from_tuples([tuple(k.split("/")) for k in df.index])
+    return out
 
 
 def _write_metadata(cfg: ProjectConfig) -> None:
@@ -218,6 +250,7 @@ def _write_metadata(cfg: ProjectConfig) -> None:
     buf = io.StringIO()
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
+    yaml.representer.sort_base_mapping_type_on_output = False  # DeepLabCut's key order
     yaml.dump({"shuffles": entries}, buf)
     with atomic_path(folder / "metadata.yaml", overwrite=True) as tmp:
         tmp.write_text(METADATA_HEADER + buf.getvalue(), encoding="utf-8")
@@ -291,10 +324,11 @@ def create_training_dataset(
     _write_merged(cfg, df, overwrite)
     created = []
     for fraction, index, train, test in splits:
-        doc = [_training_data(df, cfg, train), train, test, fraction]
+        data = _training_data(df, cfg, train)
         with atomic_path(documentation_path(cfg, fraction, index), overwrite=True) as tmp:
             with open(tmp, "wb") as f:
-                pickle.dump(doc, f, pickle.HIGHEST_PROTOCOL)
+                pickle.dump([data, train, test, fraction], f, pickle.HIGHEST_PROTOCOL)
+        _write_training_data_file(data_path(cfg, fraction, index), data)
         created.append(Shuffle(index, fraction, tuple(int(i) for i in train), tuple(int(i) for i in test)))
         log.info("%s: shuffle %d, TrainingFraction %s: %d train, %d test images",
                  cfg.path, index, fraction, len(train), len(test))
