@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lightning_dlc.project.config import ProjectConfig
@@ -101,7 +100,3 @@ def load_dlc_project(config: str | Path | ProjectConfig) -> LabeledData:
     cfg = as_config(config)
     return LabeledData(cfg.meta(), records_from_table(read_project_labels(cfg), cfg), cfg.root)
 
-
-def table_from_records(records: list[PoseRecord]) -> np.ndarray:
-    """Stacked keypoints [n_records, n_individuals, n_bodyparts, 3] (for splits and exports)."""
-    return np.stack([r.keypoints for r in records]) if records else np.zeros((0, 0, 0, 3), np.float32)

@@ -86,9 +86,6 @@ class LabeledData:
     def __len__(self) -> int:
         return len(self.records)
 
-    def subset(self, indices) -> LabeledData:
-        return LabeledData(self.meta, [self.records[i] for i in indices], self.root)
-
 
 def keypoints_from_xy(xy: np.ndarray) -> np.ndarray:
     """[..., 2] pixel coordinates with NaN for unlabeled -> [..., 3] with visibility."""
