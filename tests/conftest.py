@@ -41,3 +41,23 @@ def demo(demo_source, tmp_path) -> Path:
     root = tmp_path / "fishtank"
     shutil.copytree(demo_source.parent, root)
     return root / "config.yaml"
+
+
+@pytest.fixture
+def coco_round_trip(tmp_path):
+    """Export a project's shuffle 1 to COCO, read it back, and check the records equal DeepLabCut's."""
+    from lightning_dlc import api
+    from lightning_dlc.project import load_coco, load_shuffle
+
+    def check(config: Path) -> Path:
+        api.create_training_dataset(config)
+        out = api.export_coco(config, tmp_path / "coco")
+        coco = load_coco(out)
+        train, test = load_shuffle(config, 1)
+        assert coco["train"].meta == train.meta
+        for dlc_split, coco_split in ((train, coco["train"]), (test, coco["test"])):
+            assert len(dlc_split) == len(coco_split) > 0
+            assert all(a.same_labels(b) for a, b in zip(dlc_split.records, coco_split.records))
+        return out
+
+    return check
