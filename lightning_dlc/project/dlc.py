@@ -9,7 +9,7 @@ import pandas as pd
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.images import image_shape
-from lightning_dlc.project.labels import LEVELS, check_bodyparts, read_collected_data, to_arrays
+from lightning_dlc.project.labels import LEVELS, check_bodyparts, key_index, read_collected_data, to_arrays
 from lightning_dlc.project.records import LabeledData, PoseRecord, keypoints_from_xy
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def read_project_labels(config: str | Path | ProjectConfig) -> pd.DataFrame:
     duplicated = merged.index[merged.index.duplicated()]
     if len(duplicated):
         raise ProjectError(sources[duplicated[0]], f"image {duplicated[0]!r} is labeled twice")
-    merged = merged.sort_index(key=lambda idx: pd.Index([tuple(k.split("/")) for k in idx]))
+    merged = merged.sort_index(key=key_index)
     merged = _in_config_order(merged, cfg)
     merged.attrs["sources"] = sources
     return merged

@@ -28,6 +28,26 @@ def image_key(index_entry) -> str:
     return str(index_entry).replace("\\", "/")
 
 
+def key_parts(key: str) -> tuple[str, ...]:
+    """An image key as DeepLabCut's row label: ('labeled-data', video, image); inverse of image_key."""
+    return tuple(key.split("/"))
+
+
+def key_index(keys) -> pd.MultiIndex:
+    return pd.MultiIndex.from_tuples([key_parts(k) for k in keys])
+
+
+def dlc_layout(table: pd.DataFrame, multianimal: bool) -> pd.DataFrame:
+    """A normalized table back in DeepLabCut's layout; inverse of what the readers return.
+
+    Rows become (labeled-data, video, image) tuples and a single-animal table loses the
+    individuals level: DeepLabCut's own loaders fail on one.
+    """
+    out = table.droplevel("individuals", axis=1) if not multianimal else table.copy()
+    out.index = key_index(table.index)
+    return out
+
+
 def _normalize(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     """4 column levels (scorer, individuals, bodyparts, coords), string keys as index."""
     if df.columns.nlevels == 3:
@@ -146,7 +166,7 @@ def from_arrays(keys, values: np.ndarray, unique_values: np.ndarray | None, meta
     ``keys`` are image paths (rows become DeepLabCut's (labeled-data, video, image)
     MultiIndex) or any pandas Index, such as frame numbers for video predictions.
     """
-    index = keys if isinstance(keys, pd.Index) else pd.MultiIndex.from_tuples([tuple(k.split("/")) for k in keys])
+    index = keys if isinstance(keys, pd.Index) else key_index(keys)
     n, c = len(index), list(coords)
 
     def block(array, individuals, bodyparts):

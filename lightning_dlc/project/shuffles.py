@@ -23,7 +23,13 @@ from lightning_dlc.project.dlc import as_config, read_project_labels, records_fr
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.images import image_shape
 from lightning_dlc.project.io import atomic_path
-from lightning_dlc.project.labels import check_bodyparts, read_collected_data, write_collected_data
+from lightning_dlc.project.labels import (
+    check_bodyparts,
+    dlc_layout,
+    key_parts,
+    read_collected_data,
+    write_collected_data,
+)
 from lightning_dlc.project.records import LabeledData
 
 log = logging.getLogger(__name__)
@@ -170,7 +176,7 @@ def _training_data(df: pd.DataFrame, cfg: ProjectConfig, train: np.ndarray) -> l
             joints = joints[~np.isnan(joints).any(axis=1)].astype(int)
             joints = joints[(joints[:, 1] > 0) & (joints[:, 1] < w) & (joints[:, 2] > 0) & (joints[:, 2] < h)]
             if joints.size:
-                entries.append({"image": tuple(key.split("/")), "size": shape, "joints": joints})
+                entries.append({"image": key_parts(key), "size": shape, "joints": joints})
             continue
         n_ind = len(meta.individuals)
         per_ind = values[i, : n_ind * n_bp * 2].reshape(n_ind, n_bp, 2)
@@ -186,7 +192,7 @@ def _training_data(df: pd.DataFrame, cfg: ProjectConfig, train: np.ndarray) -> l
             if xyz.size:
                 joints[n] = xyz
         if joints:
-            entries.append({"image": tuple(key.split("/")), "size": shape, "joints": joints})
+            entries.append({"image": key_parts(key), "size": shape, "joints": joints})
     return entries
 
 
@@ -221,15 +227,7 @@ def _write_merged(cfg: ProjectConfig, df: pd.DataFrame, overwrite: bool) -> None
             raise ProjectError(path, "labels changed since the existing shuffles were made, and their "
                                      "indices point into this table; increase `iteration` in config.yaml "
                                      "for new shuffles, or pass overwrite=True to replace it")
-    write_collected_data(_dlc_layout(df, cfg), path, overwrite=True)
-
-
-def _dlc_layout(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
-    """The table as DeepLabCut's merge writes it: (labeled-data, video, image) rows, and no
-    individuals level in a single-animal project (DeepLabCut's loader fails on one)."""
-    out = df.droplevel("individuals", axis=1) if not cfg.meta().multianimal else df.copy()
-    out.index = pd.MultiIndex.from_tuples([tuple(k.split("/")) for k in df.index])
-    return out
+    write_collected_data(dlc_layout(df, cfg.multianimal), path, overwrite=True)
 
 
 def _write_metadata(cfg: ProjectConfig) -> None:
