@@ -1,18 +1,61 @@
 """PoseModel = backbone + optional neck + named heads, each head owning targets, loss and predictor."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 
 import torch
 from torch import nn
 
+from lightning_dlc.models.heads.identity import assign_identities
 from lightning_dlc.project.records import ProjectMeta
 
-# Which keypoints each head role learns, and how many of them the project has.
-ROLES: dict[str, Callable[[ProjectMeta], int]] = {
-    "bodypart": lambda meta: len(meta.bodyparts),
-    "unique_bodypart": lambda meta: len(meta.unique_bodyparts),
+# What each head role learns: the size argument its head takes, and that size for a project
+# (0 = the project has nothing for this role, and the head is not built).
+ROLES: dict[str, tuple[str, Callable[[ProjectMeta], int]]] = {
+    "bodypart": ("n_bodyparts", lambda meta: len(meta.bodyparts)),
+    "unique_bodypart": ("n_bodyparts", lambda meta: len(meta.unique_bodyparts)),
+    "identity": ("n_identities", lambda meta: len(meta.individuals) if meta.identity else 0),
 }
+
+
+def model_from_config(cfg, meta: ProjectMeta) -> PoseModel:
+    """Instantiate a ``conf/model`` node for a project (metadata passed as an object, not merged into config)."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg, _partial_=True, _convert_="all")(meta=meta)
+
+
+def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
+                     neck: Callable[..., nn.Module] | None = None) -> PoseModel:
+    """The model a named config describes, fitted to a project (the target of ``conf/model/*.yaml``).
+
+    ``heads`` holds ``single`` (roles for a one-animal project: a heatmap head in DeepLabCut)
+    and ``multi`` (a multi-animal project: PAF, DEKR, ...), plus optional ``unique_bodypart``
+    and ``identity`` heads, built only when the project has unique bodyparts or
+    ``identity: true``. A head whose ``edges`` is ``"skeleton"`` learns the project's
+    skeleton instead of the full graph.
+    """
+    unknown = set(heads) - {"single", "multi", *ROLES}
+    if unknown:
+        raise ValueError(f"unknown keys in model.heads: {sorted(unknown)}; "
+                         f"expected single, multi and optional {sorted(set(ROLES) - {'bodypart'})}")
+    chosen = dict(heads["multi" if meta.multianimal else "single"])
+    chosen.update({role: factory for role, factory in heads.items() if role in ROLES and factory is not None})
+    for role, factory in chosen.items():
+        if isinstance(factory, partial) and factory.keywords.get("edges") == "skeleton":
+            chosen[role] = partial(factory, edges=skeleton_edges(meta))
+    return PoseModel(backbone, chosen, meta, neck)
+
+
+def skeleton_edges(meta: ProjectMeta) -> list[tuple[int, int]]:
+    """config.yaml's skeleton as bodypart index pairs (an error names a part that is not a bodypart)."""
+    index = {name: i for i, name in enumerate(meta.bodyparts)}
+    missing = sorted({p for edge in meta.skeleton for p in edge} - set(index))
+    if missing or not meta.skeleton:
+        raise ValueError(f"edges=skeleton needs config.yaml's skeleton to link multi-animal bodyparts; "
+                         f"skeleton={list(meta.skeleton)}, unknown parts: {missing}")
+    return [(index[a], index[b]) for a, b in meta.skeleton]
 
 
 class PoseModel(nn.Module):
@@ -35,10 +78,13 @@ class PoseModel(nn.Module):
         unknown = set(heads) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown head roles {sorted(unknown)}; known: {sorted(ROLES)}")
+        sizes = {role: (ROLES[role][0], ROLES[role][1](meta)) for role in heads}
         self.heads = nn.ModuleDict({
-            role: factory(in_channels=channels, in_stride=stride, n_bodyparts=ROLES[role](meta))
-            for role, factory in heads.items() if ROLES[role](meta) > 0
+            role: factory(in_channels=channels, in_stride=stride, **{sizes[role][0]: sizes[role][1]})
+            for role, factory in heads.items() if factory is not None and sizes[role][1] > 0
         })
+        if "bodypart" not in self.heads:
+            raise ValueError("a pose model needs a bodypart head (model.heads.single/multi.bodypart)")
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         features = self.backbone(images)
@@ -49,8 +95,8 @@ class PoseModel(nn.Module):
     def loss(self, outputs, keypoints: torch.Tensor, unique_keypoints: torch.Tensor | None = None
              ) -> dict[str, torch.Tensor]:
         """Per-head losses with targets made on the batch's device; ``total`` sums them."""
-        labels = {"bodypart": keypoints, "unique_bodypart": None if unique_keypoints is None
-                  else unique_keypoints.unsqueeze(1)}
+        labels = {"bodypart": keypoints, "identity": keypoints,
+                  "unique_bodypart": None if unique_keypoints is None else unique_keypoints.unsqueeze(1)}
         losses: dict[str, torch.Tensor] = {}
         for role, head in self.heads.items():
             for name, value in head.loss(outputs[role], head.targets(labels[role], outputs[role])).items():
@@ -60,6 +106,16 @@ class PoseModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, outputs) -> dict[str, torch.Tensor]:
-        """``bodypart``: [B, n_individuals, K, 3]; ``unique_bodypart``: [B, 1, K_unique, 3]."""
-        n = {"bodypart": self.meta.max_individuals, "unique_bodypart": 1}
-        return {role: head.predict(outputs[role], n[role]) for role, head in self.heads.items()}
+        """``bodypart``: [B, n_individuals, K, 3]; ``unique_bodypart``: [B, 1, K_unique, 3].
+
+        With an identity head, ``identity`` holds each predicted animal's identity
+        probabilities ``[B, n_individuals, n_identities]`` and ``bodypart`` rows are reordered
+        so row n is the animal recognised as individual n (``individuals`` in config.yaml).
+        """
+        predictions = {role: head.predict(outputs[role], 1 if role == "unique_bodypart" else self.meta.max_individuals)
+                       for role, head in self.heads.items() if role != "identity"}
+        if "identity" in self.heads:
+            probs = self.heads["identity"].predict(outputs["identity"], predictions["bodypart"])
+            predictions["bodypart"] = assign_identities(predictions["bodypart"], probs)
+            predictions["identity"] = probs
+        return predictions

@@ -81,7 +81,7 @@ def test_pretrained_download_failure_says_what_to_do(name):
         ("hrnet_w48", "hrnet_w48"),
         ("dlcrnet-os16", "resnet50"),
         ("resnet101-gn", "resnet101"),  # no such weights anywhere: fails before any download
-        ("cspnext_s", "cspnext_s"),  # no download source: always the error
+        ("cspnext_s", "cspnext_s"),  # Hugging Face hub download, offline here
         ("cspnext_x", "cspnext_x"),
     ],
 )

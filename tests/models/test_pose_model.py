@@ -12,7 +12,7 @@ MULTI = ProjectMeta(bodyparts=("snout", "tail"), individuals=("a", "b", "c"), un
 
 def tiny_model(meta, loss="mse"):
     backbone = TimmBackbone("resnet18", pretrained=False, out_index=2)  # stride 8
-    heads = {role: (lambda **kw: HeatmapHead(**kw, loss=loss, radius=9.0))
+    heads = {role: (lambda **kw: HeatmapHead(**kw, n_upsample=1, loss=loss, radius=9.0))
              for role in ("bodypart", "unique_bodypart")}
     return PoseModel(backbone, heads, meta)
 

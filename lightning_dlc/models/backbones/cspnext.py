@@ -107,12 +107,28 @@ class SPPBottleneck(nn.Module):
         return self.conv2(torch.cat([x, *(pool(x) for pool in self.poolings)], dim=1))
 
 
+HUB_REPO = "DeepLabCut/DeepLabCut-Backbones"  # where DeepLabCut publishes its ImageNet CSPNeXt weights
+
+
+def download_cspnext_weights(variant: str) -> str:
+    """DeepLabCut's ImageNet CSPNeXt checkpoint from the Hugging Face hub (cached by huggingface_hub)."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return hf_hub_download(HUB_REPO, f"cspnext_{variant}.pt")
+    except Exception as error:  # offline, hub errors, missing file: all mean "no weights"
+        raise pretrained_unavailable(
+            f"cspnext_{variant}", error, note=f"The weights are cspnext_{variant}.pt in the Hugging Face "
+            f"repo {HUB_REPO}; set HF_HUB_OFFLINE=1 offline.") from error
+
+
 class CSPNeXt(nn.Module):
     """CSPNeXt backbone, output stride 32.
 
     Args:
         variant: "s", "m" or "x" (DeepLabCut's rtmpose_s/m/x); "tiny" and "l" as in RTMPose.
-        pretrained: no weights can be downloaded here, so True raises unless ``weights`` is given.
+        pretrained: load DeepLabCut's ImageNet weights (``cspnext_<variant>.pt`` from the Hugging
+            Face hub ``DeepLabCut/DeepLabCut-Backbones``); a clear error when they cannot be had.
         weights: local checkpoint: this backbone's state_dict (e.g. DeepLabCut's
             ``cspnext_<variant>.pt``) or a pose-model checkpoint holding it under ``backbone.``.
     """
@@ -126,12 +142,6 @@ class CSPNeXt(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"CSPNeXt variant must be one of {list(VARIANTS)}, got {variant!r}")
-        if pretrained and weights is None:
-            raise pretrained_unavailable(
-                f"cspnext_{variant}",
-                note="CSPNeXt weights are not downloaded: DeepLabCut's are the file "
-                f"cspnext_{variant}.pt in the Hugging Face repo DeepLabCut/DeepLabCut-Backbones.",
-            )
         deepen, widen = VARIANTS[variant]
         stem = int(P5[0][0] * widen)
         half = stem // 2
@@ -145,6 +155,8 @@ class CSPNeXt(nn.Module):
             self.add_module(f"stage{i}", nn.Sequential(*layers))
         self.out_channels: int = int(P5[-1][1] * widen)
         self.stride: int = 32
+        if pretrained and weights is None:
+            weights = download_cspnext_weights(variant)
         if weights is not None:
             load_weights(self, weights)
 

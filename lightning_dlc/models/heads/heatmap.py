@@ -30,19 +30,36 @@ def upsampler(in_channels: int, out_channels: int, n_upsample: int) -> nn.Module
     return nn.Sequential(*layers)
 
 
+def upsample_steps(in_stride: float, output_stride: float | None, n_upsample: int | None) -> int:
+    """How many stride-2 upsamplings bring ``in_stride`` to ``output_stride`` (never below 0).
+
+    Heads are configured by the output stride they want (8, like DeepLabCut), so one head
+    config serves a stride-16 ResNet (one deconv) and a stride-4 HRNet (none) alike.
+    """
+    if n_upsample is not None:
+        return n_upsample
+    if output_stride is None:
+        raise ValueError("give the head either output_stride or n_upsample")
+    steps = 0
+    while in_stride / 2 ** (steps + 1) >= output_stride:
+        steps += 1
+    return steps
+
+
 class HeatmapHead(nn.Module):
-    """Heatmaps (+ locref) at ``in_stride / 2**n_upsample``; targets are made on the batch's device.
+    """Heatmaps (+ locref) at ``output_stride`` (or ``in_stride / 2**n_upsample``); targets on the batch's device.
 
     ``loss="mse"`` regresses heatmap values (DeepLabCut's single-animal default, scores are
     the clipped outputs); ``loss="bce"`` treats outputs as logits (scores are their sigmoid).
     Predictions are ``[B, n_individuals, n_bodyparts, 3]`` (x, y, score) in input pixels.
     """
 
-    def __init__(self, in_channels: int, in_stride: int, n_bodyparts: int, n_upsample: int = 1,
-                 locref: bool = True, target: Literal["gaussian", "plateau"] = "gaussian",
+    def __init__(self, in_channels: int, in_stride: int, n_bodyparts: int, output_stride: float | None = 8,
+                 n_upsample: int | None = None, locref: bool = True, target: Literal["gaussian", "plateau"] = "gaussian",
                  radius: float = 17.0, sigma: float | None = None, loss: Literal["mse", "bce"] = "mse",
                  locref_weight: float = 0.05, locref_std: float = LOCREF_STD):
         super().__init__()
+        n_upsample = upsample_steps(in_stride, output_stride, n_upsample)
         self.stride = in_stride / 2**n_upsample
         self.n_bodyparts = n_bodyparts
         self.target, self.radius, self.loss_kind = target, radius, loss

@@ -1,0 +1,1 @@
+"""The only room that knows about optimizers, schedulers, logging and checkpoints."""

@@ -1,0 +1,190 @@
+"""The LightningModule for pose models: loss on device-made targets, validation metrics, images."""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_dlc.evaluation.metrics import compute_metrics
+from lightning_dlc.lit.schedulers import build_scheduler
+from lightning_dlc.review.draw import heatmap_image, keypoint_image
+from lightning_dlc.models.pose_model import PoseModel
+
+log = logging.getLogger(__name__)
+
+# ImageNet statistics: the pretrained backbones expect them (DeepLabCut normalizes the same way)
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+class PoseModule(L.LightningModule):
+    """Trains a :class:`PoseModel`; evaluates it with :func:`compute_metrics` (the evaluation code path).
+
+    Batches (from :class:`~lightning_dlc.data.datamodule.PoseDataModule`) hold ``image`` uint8
+    ``[B, 3, H, W]``, ``keypoints`` ``[B, N, K, 3]``, ``unique_keypoints`` ``[B, U, 3]``,
+    ``index``, ``scale``. Augmentation and targets run on the batch's device.
+
+    Args:
+        model: the pose model (already fitted to the project's metadata).
+        optimizer: factory ``params -> Optimizer`` (a Hydra partial).
+        scheduler: factory ``optimizer -> LRScheduler`` or None; stepped once per epoch.
+        augment: module ``(images, keypoints, unique) -> same`` for training batches, or None.
+        pcutoff: score threshold for ``rmse_pcutoff`` (config.yaml's ``pcutoff``).
+        oks_sigma: keypoint sigma of the OKS behind mAP/mAR.
+        image_log_interval: log input/target/prediction images every this many validations' epochs.
+        channels_last: run the model in channels-last memory format (faster convs on CPU and GPU).
+        load_scheduler_state: on resume, restore the scheduler from the checkpoint; False keeps
+            the configured schedule (and learning rate) as if it had run from epoch 1.
+        run_config: the composed run config, stored in every snapshot (to rebuild the model).
+    """
+
+    def __init__(self, model: PoseModel, optimizer: Callable, scheduler: Callable | None = None,
+                 augment: nn.Module | None = None, pcutoff: float = 0.6, oks_sigma: float = 0.1,
+                 image_log_interval: int = 10, channels_last: bool = False,
+                 load_scheduler_state: bool = True, run_config: dict | None = None):
+        super().__init__()
+        self.model, self.augment = model, augment
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.pcutoff, self.oks_sigma = pcutoff, oks_sigma
+        self.image_log_interval, self.channels_last = image_log_interval, channels_last
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        self.load_scheduler_state, self.run_config = load_scheduler_state, run_config
+        self._val: list[dict[str, torch.Tensor]] = []
+        self._configured_lrs: list[float] = []
+        self._replace_scheduler = False
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    # ---- shared steps -------------------------------------------------------------------
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (or [0, 1] float) images -> normalized float input on the module's device."""
+        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def forward(self, images: torch.Tensor) -> dict:
+        return self.model(self.prepare(images))
+
+    # ---- training -----------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        images = batch["image"].float() / 255
+        keypoints, unique = batch["keypoints"], batch["unique_keypoints"]
+        if self.augment is not None:
+            images, keypoints, unique = self.augment(images, keypoints, unique)
+        outputs = self.model(self.prepare(images))
+        losses = self.model.loss(outputs, keypoints, unique)
+        total = losses["total"]
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"the training loss became {total.item()} at epoch {self.current_epoch + 1}, step "
+                f"{self.global_step}: lower optimizer.lr, check the labels for wild coordinates, or train "
+                f"in full precision (trainer.precision=32-true)")
+        batch_size = images.shape[0]
+        self.log("train.loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        for name, value in losses.items():
+            if name != "total":
+                self.log(f"train.{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+        return total
+
+    # ---- validation: predictions gathered, then the evaluation metrics ---------------------
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        outputs = self(batch["image"])
+        predicted = self.model.predict(outputs)["bodypart"]  # [B, N, K, 3] input pixels
+        scale = batch["scale"].to(predicted.dtype).view(-1, 1, 1, 1)
+        xy = (predicted[..., :2] + 0.5) / scale - 0.5  # back to the original image's pixels
+        truth = batch["keypoints"]
+        truth_xy = (truth[..., :2] + 0.5) / scale - 0.5
+        self._val.append({
+            "index": batch["index"],
+            "predicted": torch.cat([xy, predicted[..., 2:]], -1).float(),
+            "truth": torch.cat([truth_xy, truth[..., 2:]], -1).float(),
+        })
+        if batch_idx == 0 and self._log_images_now():
+            self._log_images(batch, outputs)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        gathered = {k: self.all_gather(torch.cat([v[k] for v in self._val])) for k in self._val[0]}
+        self._val.clear()
+        if gathered["index"].ndim > 1:  # [world, n, ...] under DDP
+            gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
+        # the distributed sampler pads with repeated images: count each once
+        index = gathered["index"].cpu().numpy()
+        _, first = np.unique(index, return_index=True)
+        predicted = gathered["predicted"].cpu().numpy()[first]
+        truth = gathered["truth"].cpu().numpy()[first]
+        metrics = compute_metrics(predicted, truth, pcutoff=self.pcutoff, oks_sigma=self.oks_sigma,
+                                  single_animal=not self.model.meta.multianimal)
+        for name in ("rmse", "rmse_pcutoff", "mAP", "mAR"):
+            if name in metrics:
+                value = float(metrics[name])
+                self.log(f"test.{name}", value if np.isfinite(value) else float("nan"), sync_dist=False,
+                         rank_zero_only=False)
+
+    # ---- images for TensorBoard ------------------------------------------------------------
+    def _log_images_now(self) -> bool:
+        experiment = getattr(self.logger, "experiment", None)
+        interval = max(self.image_log_interval, 1)
+        return (hasattr(experiment, "add_image") and not self.trainer.sanity_checking
+                and (self.current_epoch + 1) % interval == 0)
+
+    def _log_images(self, batch: dict, outputs: dict) -> None:
+        head = self.model.heads["bodypart"]
+        bodypart_outputs = outputs["bodypart"]
+        predicted = self.model.predict(outputs)["bodypart"]
+        experiment, step = self.logger.experiment, self.current_epoch + 1
+        image = batch["image"][0]
+        experiment.add_image("val/predictions", keypoint_image(image, predicted[0], batch["keypoints"][0]), step)
+        if "heatmap" in bodypart_outputs:
+            targets = head.targets(batch["keypoints"][:1].float(), {k: v[:1] for k, v in bodypart_outputs.items()})
+            experiment.add_image("val/target_heatmaps", heatmap_image(image, targets["heatmap"][0]), step)
+            probs = head.probabilities({k: v[:1] for k, v in bodypart_outputs.items()})
+            experiment.add_image("val/predicted_heatmaps", heatmap_image(image, probs[0]), step)
+
+    # ---- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        self._configured_lrs = [group["lr"] for group in optimizer.param_groups]
+        scheduler = build_scheduler(self.scheduler_factory, optimizer)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_train_start(self) -> None:
+        if not self._replace_scheduler:
+            return
+        # resumed with load_scheduler_state=false: the configured schedule, advanced to this epoch
+        for config in self.trainer.lr_scheduler_configs:
+            optimizer = config.scheduler.optimizer
+            for group, lr in zip(optimizer.param_groups, self._configured_lrs):
+                group["lr"] = lr
+                group.pop("initial_lr", None)
+            config.scheduler = build_scheduler(self.scheduler_factory, optimizer)
+            with warnings.catch_warnings():  # "step() before optimizer.step()": intended here
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(self.current_epoch):
+                    config.scheduler.step()
+        log.info("resumed at epoch %d with the configured schedule (resume.load_scheduler_state=false)",
+                 self.current_epoch + 1)
+
+    # ---- what a snapshot carries besides weights ------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # plain containers only, so snapshots load with torch.load(weights_only=True)
+        checkpoint["project_meta"] = {k: [list(e) for e in v] if k == "skeleton" else
+                                      list(v) if isinstance(v, tuple) else v
+                                      for k, v in asdict(self.model.meta).items()}
+        if self.run_config is not None:
+            checkpoint["run_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if not self.load_scheduler_state and checkpoint.get("lr_schedulers"):
+            checkpoint["lr_schedulers"] = []  # Lightning restores none; on_train_start rebuilds them
+            self._replace_scheduler = True

@@ -1,0 +1,94 @@
+"""Snapshots as DeepLabCut users know them: ``snapshot-050.ckpt`` and ``snapshot-best-120.ckpt``."""
+from __future__ import annotations
+
+import logging
+import math
+import re
+from pathlib import Path
+
+import lightning as L
+import torch
+
+log = logging.getLogger(__name__)
+SNAPSHOT = re.compile(r"snapshot-(\d+)\.ckpt$")
+BEST = re.compile(r"snapshot-best-(\d+)\.ckpt$")
+
+
+class Snapshots(L.Callback):
+    """Every ``save_epochs`` epochs (and at the end) save ``snapshot-<epoch>.ckpt``, keep the newest
+    ``max_snapshots``; keep the best by ``key_metric`` as ``snapshot-best-<epoch>.ckpt``.
+
+    Epochs are counted from 1 like DeepLabCut (``snapshot-050`` = after 50 epochs). With
+    ``save_optimizer_state`` the files are full Lightning checkpoints (resume with
+    ``ckpt_path=``); without it, weights only (smaller, but training cannot resume from them).
+    ``key_metric`` names a logged metric (``test.mAP``, ``test.rmse``); ``key_metric_asc``:
+    True when higher is better.
+    """
+
+    def __init__(self, dirpath: str | Path, save_epochs: int = 25, max_snapshots: int = 5,
+                 key_metric: str | None = "test.mAP", key_metric_asc: bool = True,
+                 save_optimizer_state: bool = True):
+        if save_epochs < 1 or max_snapshots < 1:
+            raise ValueError(f"snapshots: save_epochs and max_snapshots must be >= 1, got {save_epochs}, "
+                             f"{max_snapshots}")
+        self.dirpath = Path(dirpath)
+        self.save_epochs, self.max_snapshots = save_epochs, max_snapshots
+        self.key_metric, self.key_metric_asc = key_metric, key_metric_asc
+        self.weights_only = not save_optimizer_state
+        self.best: float | None = None
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state.get("best")
+
+    def _save(self, trainer: L.Trainer, name: str) -> Path:
+        path = self.dirpath / name
+        trainer.save_checkpoint(path, weights_only=self.weights_only)  # Lightning writes on rank 0 only
+        return path
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.key_metric is None:
+            return
+        value = trainer.callback_metrics.get(self.key_metric)
+        if value is None:
+            if self.best is None:
+                log.warning("key metric %r was not logged; logged: %s", self.key_metric,
+                            sorted(trainer.callback_metrics))
+            return
+        value = float(value)
+        better = math.isfinite(value) and (self.best is None or
+                                           (value > self.best if self.key_metric_asc else value < self.best))
+        if not better:
+            return
+        self.best = value
+        old = list(self.dirpath.glob("snapshot-best-*.ckpt")) if trainer.is_global_zero else []
+        path = self._save(trainer, f"snapshot-best-{trainer.current_epoch + 1:03d}.ckpt")
+        for stale in old:
+            if stale != path:
+                stale.unlink(missing_ok=True)
+        log.info("new best %s = %.4f at epoch %d: %s", self.key_metric, value, trainer.current_epoch + 1, path.name)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        last = epoch >= (trainer.max_epochs or math.inf)
+        if epoch % self.save_epochs and not last:
+            return
+        self._save(trainer, f"snapshot-{epoch:03d}.ckpt")
+        if trainer.is_global_zero:
+            kept = sorted(self.dirpath.glob("snapshot-*.ckpt"), key=snapshot_epoch)
+            kept = [p for p in kept if SNAPSHOT.search(p.name)]
+            for stale in kept[:-self.max_snapshots]:
+                stale.unlink(missing_ok=True)
+
+
+def snapshot_epoch(path: Path) -> int:
+    """The epoch in a snapshot's name (``snapshot-050.ckpt``, ``snapshot-best-120.ckpt``), else -1."""
+    match = SNAPSHOT.search(path.name) or BEST.search(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def load_snapshot(path: str | Path) -> dict:
+    """A snapshot's contents without running code from it (tensors and plain containers only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,8 @@
+"""Necks: feature map [B, C, H, W] -> feature map, between a backbone and the heads.
+
+Built from config as a ``_partial_`` of ``lightning_dlc.models.necks.<Class>``; :class:`PoseModel`
+calls it with ``in_channels`` and ``in_stride`` and reads ``out_channels`` and ``stride``.
+"""
+from lightning_dlc.models.necks.transformer import TransformerNeck
+
+__all__ = ["TransformerNeck"]

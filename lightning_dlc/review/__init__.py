@@ -1,0 +1,1 @@
+"""Looking at results: labeled images and videos, plots, FiftyOne datasets."""
