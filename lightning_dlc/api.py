@@ -28,3 +28,44 @@ def export_coco(config, out: str | Path, shuffle: int = 1, trainset_index: int =
     train, test = _shuffles.load_shuffle(cfg, shuffle, trainset_index)
     return write_coco({"train": train, "test": test}, out, task=cfg.task,
                       copy_images=copy_images, overwrite=overwrite)
+
+
+def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides: list[str] | None = None,
+                  **settings):
+    """DeepLabCut's train_network over the same Hydra config as ``scripts/train.py``.
+
+    The run lands in the project's own model folder
+    (``dlc-models-pytorch/iteration-<i>/<Task><date>-trainset<pct>shuffle<n>/train``) with its
+    ``config.yaml`` (the composed run config), snapshots and TensorBoard logs. ``overrides`` are
+    Hydra override strings (``["model=hrnet_w32", "optimizer.lr=1e-3"]``); DeepLabCut's own
+    keywords are translated: ``epochs``, ``save_epochs``, ``batch_size``, ``max_snapshots_to_keep``,
+    ``net_type`` (a ``conf/model`` name), ``device`` (``cpu``/``cuda``/``auto``), ``seed``.
+    Returns the final key metric (``test.mAP`` by default).
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from lightning_dlc.lit.train import train
+
+    translate = {"epochs": "trainer.max_epochs", "save_epochs": "snapshots.save_epochs",
+                 "batch_size": "data.batch_size", "max_snapshots_to_keep": "snapshots.max_snapshots",
+                 "net_type": "model", "seed": "seed", "device": "trainer.accelerator"}
+    unknown = sorted(set(settings) - set(translate))
+    if unknown:
+        raise TypeError(f"train_network: unknown arguments {unknown}; known: {sorted(translate)} "
+                        "(anything else: overrides=['group=option', 'key=value'])")
+    cfg_project = as_config(config)
+    fractions = cfg_project.training_fractions
+    if not 0 <= trainingsetindex < len(fractions):
+        raise ValueError(f"trainingsetindex {trainingsetindex} out of range: config.yaml has TrainingFraction "
+                         f"{fractions}")
+    out = _shuffles.model_folder(cfg_project, fractions[trainingsetindex], shuffle) / "train"
+    devices = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "auto": "auto", "mps": "mps"}
+    translated = [f"{translate[k]}={devices.get(str(v), v) if k == 'device' else v}" for k, v in settings.items()]
+    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=dlc", f"data.project={cfg_project.path}",
+                                          f"data.shuffle={shuffle}", f"data.trainset_index={trainingsetindex}",
+                                          f"output_dir={out}", *translated, *(overrides or [])])
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "run_config.yaml")
+    return train(cfg)

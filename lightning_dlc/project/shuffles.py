@@ -60,6 +60,11 @@ def shuffle_name(cfg: ProjectConfig, train_fraction: float, index: int) -> str:
     return f"{cfg.task}{cfg.date}-trainset{fraction_percent(train_fraction)}shuffle{index}"
 
 
+def model_folder(cfg: ProjectConfig, train_fraction: float, index: int) -> Path:
+    """Where DeepLabCut 3 keeps a shuffle's PyTorch model: ``dlc-models-pytorch/iteration-<i>/<shuffle name>``."""
+    return cfg.root / "dlc-models-pytorch" / f"iteration-{cfg.iteration}" / shuffle_name(cfg, train_fraction, index)
+
+
 def documentation_path(cfg: ProjectConfig, train_fraction: float, index: int) -> Path:
     return (cfg.training_datasets_dir
             / f"Documentation_data-{cfg.task}_{fraction_percent(train_fraction)}shuffle{index}.pickle")

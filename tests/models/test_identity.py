@@ -13,7 +13,7 @@ STRIDE, SIZE = 8, (96, 128)  # features [B, C, 12, 16] -> identity map 24 x 32 a
 
 def make_head(n_identities=3, **kw):
     torch.manual_seed(0)
-    return IdentityHead(in_channels=8, in_stride=STRIDE, n_identities=n_identities, radius=9.0, **kw)
+    return IdentityHead(in_channels=8, in_stride=STRIDE, n_identities=n_identities, radius=9.0, **{"n_upsample": 1, **kw})
 
 
 def features(batch=2):

@@ -1,0 +1,10 @@
+"""OmegaConf resolvers used by conf/ (registered when lightning_dlc is imported)."""
+from omegaconf import OmegaConf
+
+
+def register() -> None:
+    # epochs_fraction:0.8,200 -> 160: a milestone that follows trainer.max_epochs
+    OmegaConf.register_new_resolver("epochs_fraction", lambda f, total: int(round(float(f) * int(total))),
+                                    replace=True)
+    # times:0.1,1e-4 -> 1e-5: a value relative to another (a learning rate to optimizer.lr)
+    OmegaConf.register_new_resolver("times", lambda a, b: float(f"{float(a) * float(b):.12g}"), replace=True)
