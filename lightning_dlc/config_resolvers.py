@@ -8,3 +8,5 @@ def register() -> None:
                                     replace=True)
     # times:0.1,1e-4 -> 1e-5: a value relative to another (a learning rate to optimizer.lr)
     OmegaConf.register_new_resolver("times", lambda a, b: float(f"{float(a) * float(b):.12g}"), replace=True)
+    # minus:200,5 -> 195: epochs left after a warm-up
+    OmegaConf.register_new_resolver("minus", lambda a, b: int(a) - int(b), replace=True)
