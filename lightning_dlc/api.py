@@ -69,3 +69,50 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "run_config.yaml")
     return train(cfg)
+
+
+def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plotting: bool = False,
+                     snapshots: str = "best", overwrite: bool = False, Shuffles=None, device: str = "auto",
+                     pcutoff: float | None = None, batch_size: int | None = None):
+    """DeepLabCut's evaluate_network: the shuffles' snapshots on their train and test images.
+
+    Snapshots are read from each shuffle's ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
+    (where :func:`train_network` puts them); ``snapshots`` is ``best``, ``last`` or ``all``.
+    Results go where DeepLabCut 3 puts them: ``evaluation-results-pytorch/iteration-<i>/<shuffle>/``
+    (``DLC_<Net>_<Task><date>shuffle<n>_snapshot_<epochs>.h5``, ``...-results.csv``,
+    ``...-keypoint-results.csv``, with ``plotting`` ``LabeledImages_<scorer>/``, and our
+    ``results.csv``), and ``evaluation-results-pytorch/iteration-<i>/CombinedEvaluation-results.csv``.
+    A snapshot evaluated before stops the call unless ``overwrite=True``. ``trainingsetindex``
+    may be ``"all"``; ``Shuffles`` is accepted as DeepLabCut's spelling. Returns the results
+    (one row per snapshot and split) of every shuffle, with a ``shuffle`` column.
+    """
+    import pandas as pd
+
+    from lightning_dlc.evaluation.report import COMBINED_CSV, evaluate_snapshots
+
+    cfg = as_config(config)
+    fractions = cfg.training_fractions
+    if trainingsetindex == "all":
+        indices = list(range(len(fractions)))
+    elif isinstance(trainingsetindex, int) and 0 <= trainingsetindex < len(fractions):
+        indices = [trainingsetindex]
+    else:
+        raise ValueError(f"trainingsetindex {trainingsetindex!r} out of range: config.yaml has TrainingFraction "
+                         f"{fractions} (or pass 'all')")
+    shuffles = Shuffles if Shuffles is not None else shuffles
+    shuffles = [shuffles] if isinstance(shuffles, int) else list(shuffles)
+    results_root = cfg.root / "evaluation-results-pytorch" / f"iteration-{cfg.iteration}"
+    tables = []
+    for index in indices:
+        for shuffle in shuffles:
+            train_dir = _shuffles.model_folder(cfg, fractions[index], shuffle) / "train"
+            if not train_dir.is_dir():
+                raise FileNotFoundError(f"{train_dir}: no trained model for shuffle {shuffle} (TrainingFraction "
+                                        f"{fractions[index]}); train it with api.train_network(config, "
+                                        f"shuffle={shuffle}, trainingsetindex={index})")
+            out = results_root / _shuffles.shuffle_name(cfg, fractions[index], shuffle)
+            table = evaluate_snapshots(train_dir, snapshots, plotting=plotting, out_dir=out, overwrite=overwrite,
+                                       project=cfg.path, device=device, pcutoff=pcutoff, batch_size=batch_size,
+                                       combined_csv=results_root / COMBINED_CSV, dlc_image_names=True)
+            tables.append(table.assign(shuffle=shuffle, trainingsetindex=index))
+    return pd.concat(tables, ignore_index=True)

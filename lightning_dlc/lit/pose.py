@@ -14,13 +14,11 @@ from torch import nn
 from lightning_dlc.evaluation.metrics import compute_metrics
 from lightning_dlc.lit.schedulers import build_scheduler
 from lightning_dlc.review.draw import heatmap_image, keypoint_image
+from lightning_dlc.data.dataset import to_original_pixels
 from lightning_dlc.models.pose_model import PoseModel
+from lightning_dlc.models.preprocess import MEAN, STD, normalize_images  # noqa: F401 (MEAN, STD re-exported)
 
 log = logging.getLogger(__name__)
-
-# ImageNet statistics: the pretrained backbones expect them (DeepLabCut normalizes the same way)
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 
 class PoseModule(L.LightningModule):
@@ -53,8 +51,6 @@ class PoseModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.pcutoff, self.oks_sigma = pcutoff, oks_sigma
         self.image_log_interval, self.channels_last = image_log_interval, channels_last
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
         self.load_scheduler_state, self.run_config = load_scheduler_state, run_config
         self._val: list[dict[str, torch.Tensor]] = []
         self._configured_lrs: list[float] = []
@@ -64,10 +60,8 @@ class PoseModule(L.LightningModule):
 
     # ---- shared steps -------------------------------------------------------------------
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (or [0, 1] float) images -> normalized float input on the module's device."""
-        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        """uint8 (or [0, 1] float) images -> normalized float input (the one normalization inference uses too)."""
+        return normalize_images(images, self.channels_last)
 
     def forward(self, images: torch.Tensor) -> dict:
         return self.model(self.prepare(images))
@@ -98,9 +92,9 @@ class PoseModule(L.LightningModule):
         outputs = self(batch["image"])
         predicted = self.model.predict(outputs)["bodypart"]  # [B, N, K, 3] input pixels
         scale = batch["scale"].to(predicted.dtype).view(-1, 1, 1, 1)
-        xy = (predicted[..., :2] + 0.5) / scale - 0.5  # back to the original image's pixels
+        xy = to_original_pixels(predicted[..., :2], scale)  # back to the original image's pixels
         truth = batch["keypoints"]
-        truth_xy = (truth[..., :2] + 0.5) / scale - 0.5
+        truth_xy = to_original_pixels(truth[..., :2], scale)
         self._val.append({
             "index": batch["index"],
             "predicted": torch.cat([xy, predicted[..., 2:]], -1).float(),

@@ -1,0 +1,441 @@
+"""Evaluation reports: snapshots -> predictions on the train and test images -> metrics, tables, labeled images.
+
+:func:`evaluate_snapshots` is what ``scripts/evaluate.py`` and ``api.evaluate_network`` run.
+For each snapshot it predicts the train and test images of the split the run trained on
+(:mod:`lightning_dlc.inference.predict`), scores them with
+:func:`~lightning_dlc.evaluation.metrics.compute_metrics` (DeepLabCut's numbers) and writes,
+in ``out_dir`` (``<run>/evaluation`` by default):
+
+- ``results.csv``: one row per snapshot and split (``snapshot, epoch, split, rmse,
+  rmse_pcutoff, mAP, mAR, pcutoff, n_images, scorer``); rows of snapshots evaluated
+  earlier are kept;
+- ``CombinedEvaluation-results.csv``: DeepLabCut's table, one row per snapshot (in
+  DeepLabCut's project layout it sits one folder up, beside the shuffles' folders);
+- per snapshot, named by DeepLabCut's scorer ``DLC_<Net>_<Task><date>shuffle<n>_snapshot_<epochs>``:
+  ``<scorer>.h5`` (predictions for every train and test image, DeepLabCut's layout, rows
+  in image-path order), ``<scorer>-results.csv`` (DeepLabCut's one-row results) and
+  ``<scorer>-keypoint-results.csv`` (RMSE per bodypart: rows ``Train error (px)``,
+  ``Test error (px)`` as DeepLabCut, then the same with p-cutoff);
+- with ``plotting``: ``labeled-images/<snapshot>/<train|test>/<video>-<image>.png``
+  (DeepLabCut's names, ``LabeledImages_<scorer>/Training-<video>-<image>.png``, with
+  ``dlc_image_names``): ground truth as ``+``, predictions as dots coloured by bodypart,
+  hollow below pcutoff.
+
+Nothing is replaced silently: if any file of a snapshot's evaluation exists, the call
+raises :class:`~lightning_dlc.project.errors.ProjectError` before predicting anything,
+unless ``overwrite=True``, which replaces that snapshot's files (with ``plotting``, its labeled
+images too; without, earlier images are left as they are).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from lightning_dlc.data.dataset import read_rgb
+from lightning_dlc.evaluation.metrics import compute_metrics
+from lightning_dlc.inference.predict import load_model, predict_dataset, resolve_device, snapshot_meta
+from lightning_dlc.lit.snapshots import BEST, SNAPSHOT, snapshot_epoch
+from lightning_dlc.project.config import ProjectConfig
+from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.project.io import atomic_path
+from lightning_dlc.project.predictions import image_index, predictions_table, write_predictions
+from lightning_dlc.project.records import LabeledData, ProjectMeta
+from lightning_dlc.review.draw import draw_keypoints
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_CHOICES = ("best", "last", "all")
+SPLITS = ("train", "test")
+METRICS = ("rmse", "rmse_pcutoff", "mAP", "mAR")
+RESULTS_CSV = "results.csv"
+COMBINED_CSV = "CombinedEvaluation-results.csv"  # DeepLabCut's name
+DLC_INDEX = ["%Training dataset", "Shuffle number", "Training epochs", "Detector epochs (TD only)", "pcutoff"]
+RESULT_COLUMNS = ["snapshot", "epoch", "split", *METRICS, "pcutoff", "n_images", "scorer"]
+
+__all__ = ["COMBINED_CSV", "RESULTS_CSV", "SNAPSHOT_CHOICES", "evaluate_snapshots", "find_snapshots",
+           "net_name", "scorer_name"]
+
+
+# --------------------------------------------------------------------------- which snapshots
+def find_snapshots(run_dir: str | Path, which: str = "best") -> list[Path]:
+    """The snapshots of a run folder to evaluate.
+
+    ``best``: ``snapshot-best-<epoch>.ckpt`` (the last one when no best was kept, e.g. a run
+    without evaluation during training); ``last``: the regular snapshot of the highest epoch;
+    ``all``: every snapshot, by epoch.
+    """
+    if which not in SNAPSHOT_CHOICES:
+        raise ValueError(f"snapshots must be one of {SNAPSHOT_CHOICES}, got {which!r}")
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ProjectError(run_dir, "no such run folder (expected outputs/YYYY-MM-DD/HH-MM-SS with snapshots)")
+    found = sorted(run_dir.glob("snapshot-*.ckpt"), key=lambda p: (snapshot_epoch(p), bool(BEST.search(p.name))))
+    regular = [p for p in found if SNAPSHOT.search(p.name)]
+    best = [p for p in found if BEST.search(p.name)]
+    if not found:
+        raise ProjectError(run_dir, "holds no snapshots (snapshot-<epoch>.ckpt); train first, or name the "
+                                    "run folder that holds them")
+    if which == "all":
+        return found
+    if which == "best" and best:
+        return best[-1:]
+    if which == "best":
+        log.warning("%s: no snapshot-best-*.ckpt (no evaluation during training?); evaluating the last snapshot",
+                    run_dir)
+    return (regular or best)[-1:]
+
+
+def _snapshot_paths(snapshots, which: str) -> list[Path]:
+    if isinstance(snapshots, (str, Path)):
+        path = Path(snapshots)
+        if path.is_dir():
+            return find_snapshots(path, which)
+        snapshots = [path]
+    paths = [Path(p) for p in snapshots]
+    for path in paths:
+        if not path.is_file():
+            raise ProjectError(path, "no such snapshot file")
+    if not paths:
+        raise ValueError("no snapshots given")
+    return paths
+
+
+def _header(path: Path) -> dict:
+    """A snapshot's run config, metadata and epoch without reading its tensors (memory-mapped)."""
+    try:
+        snapshot = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # not a zip-format file: mmap is unsupported, read it whole
+        snapshot = torch.load(path, map_location="cpu", weights_only=True)
+    if "run_config" not in snapshot or "project_meta" not in snapshot:
+        raise ProjectError(path, "not a lightning_dlc snapshot (no run_config / project_meta)")
+    epoch = snapshot_epoch(path)
+    if epoch < 0:
+        epoch = int(snapshot.get("epoch", -1)) + 1
+    return {"run_config": snapshot["run_config"], "project_meta": snapshot["project_meta"], "epoch": epoch}
+
+
+# --------------------------------------------------------------------------- names
+def net_name(run_config: Mapping, run_dir: Path | None = None) -> str:
+    """The model's name as DeepLabCut writes it in scorer names (``resnet_50`` -> ``Resnet50``).
+
+    From the ``model`` choice Hydra recorded in ``<run>/.hydra/hydra.yaml`` when there is one,
+    else from the backbone (``HRNet`` ``w32`` -> ``hrnet_w32``).
+    """
+    name = run_config.get("net_type")
+    hydra_file = run_dir / ".hydra" / "hydra.yaml" if run_dir is not None else None
+    if name is None and hydra_file is not None and hydra_file.is_file():
+        from omegaconf import OmegaConf
+
+        try:
+            name = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices.model")
+        except Exception:  # a damaged file only costs the nicer name
+            name = None
+    if name is None:
+        backbone = (run_config.get("model") or {}).get("backbone") or {}
+        family = str(backbone.get("_target_", "model")).rsplit(".", 1)[-1].lower().replace("backbone", "")
+        variant = str(backbone.get("name") or backbone.get("variant") or "")
+        name = variant if variant.startswith(family) or (variant and family == "timm") else \
+            "_".join(p for p in (family, variant) if p)
+    return "".join(part.capitalize() for part in str(name).replace("-", "_").split("_"))
+
+
+def scorer_name(net: str, task: str, shuffle: int | None, snapshot: Path, epoch: int) -> str:
+    """DeepLabCut's scorer: ``DLC_<Net>_<Task><date>shuffle<n>_snapshot_<epochs>`` (``_snapshot_best-<epochs>``)."""
+    uid = f"best-{epoch}" if BEST.search(snapshot.name) else str(epoch)
+    shuffle_part = f"shuffle{shuffle}" if shuffle is not None else ""
+    return f"DLC_{net}_{task}{shuffle_part}_snapshot_{uid}"
+
+
+# --------------------------------------------------------------------------- the data a run trained on
+@dataclass
+class _Data:
+    splits: dict[str, LabeledData]
+    datasets: dict
+    meta: ProjectMeta
+    pcutoff: float
+    task: str  # <Task><date>, or the dataset folder's name
+    shuffle: int | None
+    train_fraction: float
+    pad_multiple: int
+    batch_size: int
+    num_workers: int
+
+
+def _load_data(data_cfg: Mapping, project, pcutoff, num_workers, batch_size) -> _Data:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    data_cfg = dict(data_cfg)
+    source = data_cfg.get("source", "dlc")
+    if project is not None:
+        data_cfg["project"] = str(Path(project).expanduser().resolve())
+    where = Path(str(data_cfg.get("project") or "outputs/demo_project")).expanduser()
+    root = where.parent if where.suffix in (".yaml", ".yml") else where
+    if source == "demo":
+        data_cfg["project"] = str(root)  # the demo source takes the project's folder
+    if not where.exists() or (source == "demo" and not (root / "config.yaml").is_file()):
+        raise ProjectError(where, "the run's data is not there (moved since training, or a relative path "
+                                  "read from another folder?); pass project=<its config.yaml or folder>")
+    if num_workers is not None:
+        data_cfg["num_workers"] = int(num_workers)
+    dm = instantiate(OmegaConf.create(data_cfg))
+    dm.setup()
+    if pcutoff is None:
+        pcutoff = dm.pcutoff if source != "coco" else None
+    n_train, n_test = len(dm.splits["train"]), len(dm.splits["test"])
+    task, shuffle = dm.project.name, None
+    fraction = n_train / max(n_train + n_test, 1)
+    if source != "coco":
+        cfg = ProjectConfig.read(dm.project)
+        task, shuffle = f"{cfg.task}{cfg.date}", dm.shuffle
+        fraction = cfg.training_fractions[dm.trainset_index]
+    return _Data(splits=dm.splits, datasets={"train": dm.train_set, "test": dm.test_set}, meta=dm.meta,
+                 pcutoff=0.6 if pcutoff is None else float(pcutoff), task=task, shuffle=shuffle,
+                 train_fraction=float(fraction), pad_multiple=dm.pad_multiple,
+                 batch_size=int(batch_size or dm.batch_size), num_workers=dm.num_workers)
+
+
+def _truth(records, meta: ProjectMeta) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth in original pixels: ``[n, N, K, 3]`` (NaN-padded individuals) and ``[n, U, 3]``."""
+    n_ind, k, u = meta.max_individuals, len(meta.bodyparts), len(meta.unique_bodyparts)
+    truth = np.full((len(records), n_ind, k, 3), np.nan, np.float32)
+    unique = np.full((len(records), u, 3), np.nan, np.float32)
+    for i, record in enumerate(records):
+        rows = record.keypoints[:n_ind]
+        truth[i, : len(rows)] = rows
+        if u:
+            unique[i] = record.unique_keypoints.reshape(-1, 3)[:u]
+    return truth, unique
+
+
+# --------------------------------------------------------------------------- outputs
+@dataclass
+class _Target:
+    path: Path
+    header: dict
+    scorer: str
+    name: str  # the snapshot's file stem
+    h5: Path
+    results_csv: Path
+    keypoint_csv: Path
+    images: Path  # this snapshot's labeled-images folder
+
+
+def _targets(path: Path, header: dict, data: _Data, out_dir: Path, dlc_image_names: bool) -> _Target:
+    scorer = scorer_name(net_name(header["run_config"], path.parent), data.task, data.shuffle, path,
+                         header["epoch"])
+    images = out_dir / f"LabeledImages_{scorer}" if dlc_image_names else out_dir / "labeled-images" / path.stem
+    return _Target(path, header, scorer, path.stem, out_dir / f"{scorer}.h5", out_dir / f"{scorer}-results.csv",
+                   out_dir / f"{scorer}-keypoint-results.csv", images)
+
+
+def _image_file(target: _Target, split: str, key: str, dlc_image_names: bool) -> Path:
+    parts = key.split("/")
+    video = parts[-2] if len(parts) > 1 else ""
+    stem = Path(parts[-1]).stem
+    if dlc_image_names:
+        return target.images / ("-".join(p for p in ("Training" if split == "train" else "Test", video, stem) if p)
+                                + ".png")
+    return target.images / split / ("-".join(p for p in (video, stem) if p) + ".png")
+
+
+def _write_csv(df: pd.DataFrame, path: Path, **kwargs) -> None:
+    with atomic_path(path, overwrite=True) as tmp:
+        df.to_csv(tmp, **kwargs)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+
+
+def _plot(target: _Target, split: str, records, predicted: dict, truth: np.ndarray, unique_truth: np.ndarray,
+          pcutoff: float, dlc_image_names: bool) -> None:
+    for i, record in enumerate(records):
+        image = read_rgb(record.image)
+        pred, gt = predicted["bodypart"][i], truth[i]
+        u = predicted["unique_bodypart"].shape[1]
+        if u:  # unique bodyparts drawn as extra columns of the first row, coloured after the bodyparts
+            pad = np.full((pred.shape[0], u, 3), np.nan, np.float32)
+            pred = np.concatenate([pred, pad], 1)
+            gt = np.concatenate([gt, pad], 1)
+            pred[0, -u:], gt[0, -u:] = predicted["unique_bodypart"][i], unique_truth[i]
+        radius = max(2, round(max(image.shape[:2]) / 150))
+        _write_png(_image_file(target, split, record.key, dlc_image_names),
+                   draw_keypoints(image, pred, gt, pcutoff=pcutoff, radius=radius))
+
+
+def _merge_results(path: Path, rows: pd.DataFrame, snapshots: Iterable[str]) -> None:
+    """results.csv keeps other snapshots' rows; this evaluation's rows replace the same snapshots'."""
+    if path.is_file():
+        old = pd.read_csv(path)
+        if "snapshot" in old.columns:
+            rows = pd.concat([old[~old["snapshot"].isin(list(snapshots))], rows], ignore_index=True)
+    rows = rows.sort_values(["epoch", "snapshot", "split"], key=lambda c: c.map(SPLITS.index)
+                            if c.name == "split" else c, kind="stable")
+    _write_csv(rows[[c for c in RESULT_COLUMNS if c in rows.columns]], path, index=False)
+
+
+def _merge_combined(path: Path, row: pd.DataFrame) -> None:
+    """DeepLabCut's combined results: new rows win, existing rows stay, sorted (as DeepLabCut updates it)."""
+    if path.is_file():
+        old = pd.read_csv(path, index_col=list(range(len(DLC_INDEX))))
+        row = row.combine_first(old)
+    _write_csv(row.sort_index(), path)
+
+
+def _dlc_row(data: _Data, target: _Target, scores: dict[str, dict]) -> pd.DataFrame:
+    row = {"%Training dataset": data.train_fraction, "Shuffle number": data.shuffle if data.shuffle is not None
+           else -1, "Training epochs": target.header["epoch"], "Detector epochs (TD only)": -1,
+           "pcutoff": data.pcutoff}
+    for split in SPLITS:
+        for name in METRICS:
+            value = scores.get(split, {}).get(name, math.nan)
+            row[f"{split} {name}"] = round(value, 2) if math.isfinite(value) else math.nan
+    return pd.DataFrame([row]).set_index(DLC_INDEX)
+
+
+def _keypoint_table(tables: dict[str, dict]) -> pd.DataFrame:
+    rows = {}
+    for suffix, column in (("error (px)", "rmse"), ("error with p-cutoff (px)", "rmse_pcutoff")):
+        for split, table in tables.items():
+            rows[f"{split.capitalize()} {suffix}"] = dict(zip(table["bodypart"], table[column]))
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# --------------------------------------------------------------------------- the report
+def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str = "best", plotting: bool = False,
+                       out_dir: str | Path | None = None, overwrite: bool = False, *,
+                       project: str | Path | None = None, pcutoff: float | None = None,
+                       device: str | torch.device | None = "auto", batch_size: int | None = None,
+                       num_workers: int | None = None, combined_csv: str | Path | None = None,
+                       dlc_image_names: bool = False, verbose: bool = True) -> pd.DataFrame:
+    """Evaluate snapshots on the train and test images of the split they trained on.
+
+    Args:
+        snapshots: a run folder (``outputs/YYYY-MM-DD/HH-MM-SS``), one snapshot file or a list of them.
+        which: for a run folder, ``best``, ``last`` or ``all`` (:func:`find_snapshots`).
+        plotting: write labeled images of every train and test image.
+        out_dir: where the files go (module docstring); default ``<run>/evaluation``.
+        overwrite: replace the files of a snapshot evaluated before; without it such a
+            snapshot stops the call with a ProjectError naming the file, before any work.
+        project: the data's DeepLabCut config.yaml (or COCO root) when it moved since training.
+        pcutoff: score cutoff for ``rmse_pcutoff`` and hollow dots; default config.yaml's (else 0.6).
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda:1``...
+        batch_size, num_workers: of the prediction loader; default the run's data settings.
+        combined_csv: where DeepLabCut's combined results go (default ``out_dir``).
+        dlc_image_names: name labeled images as DeepLabCut does (``LabeledImages_<scorer>/...``).
+        verbose: print the results table.
+
+    Returns the rows written to ``results.csv`` by this call (one per snapshot and split).
+    """
+    if which not in SNAPSHOT_CHOICES:
+        raise ValueError(f"snapshots must be one of {SNAPSHOT_CHOICES}, got {which!r}")
+    paths = _snapshot_paths(snapshots, which)
+    if out_dir is None:
+        parents = {p.resolve().parent for p in paths}
+        if len(parents) > 1:
+            raise ValueError("snapshots from several folders: give out_dir")
+        out_dir = parents.pop() / "evaluation"
+    out_dir = Path(out_dir)
+    combined_csv = Path(combined_csv) if combined_csv is not None else out_dir / COMBINED_CSV
+    device = resolve_device(device)
+
+    cache: dict[str, _Data] = {}
+    targets = []
+    for path in paths:
+        header = _header(path)
+        data_cfg = header["run_config"].get("data")
+        if not data_cfg:
+            raise ProjectError(path, "its run_config has no data section: cannot tell which images it trained on")
+        key = json.dumps(data_cfg, sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = _load_data(data_cfg, project, pcutoff, num_workers, batch_size)
+        data = cache[key]
+        if snapshot_meta(header) != data.meta:
+            raise ProjectError(path, f"was trained on bodyparts/individuals {snapshot_meta(header)}, but the data "
+                                     f"now has {data.meta}")
+        targets.append((_targets(path, header, data, out_dir, dlc_image_names), data))
+
+    names = [t.scorer for t, _ in targets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two snapshots would write the same files ({names}); evaluate them separately")
+    if not overwrite:
+        for target, _ in targets:
+            for existing in (target.h5, target.results_csv, target.keypoint_csv, target.images):
+                if existing.exists():
+                    raise ProjectError(existing, f"{target.path.name} was evaluated before; pass overwrite=True "
+                                                 "(scripts/evaluate.py: overwrite=true) to replace its results")
+
+    all_rows = []
+    for target, data in targets:
+        rows = _evaluate_one(target, data, out_dir, combined_csv, device, plotting, dlc_image_names)
+        _merge_results(out_dir / RESULTS_CSV, rows, [target.name])
+        all_rows.append(rows)
+    results = pd.concat(all_rows, ignore_index=True)
+    if verbose:
+        shown = results[["snapshot", "epoch", "split", *METRICS]]
+        print(f"Evaluation ({out_dir}, pcutoff {targets[0][1].pcutoff}):")
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="nan"))
+    return results
+
+
+def _evaluate_one(target: _Target, data: _Data, out_dir: Path, combined_csv: Path, device, plotting: bool,
+                  dlc_image_names: bool) -> pd.DataFrame:
+    model = load_model(target.path, device)
+    channels_last = bool(target.header["run_config"].get("channels_last", False))
+    oks_sigma = target.header["run_config"].get("oks_sigma", 0.1)
+    meta = data.meta
+    rows, scores, tables, predicted_tables = [], {}, {}, []
+    if plotting and target.images.exists():
+        shutil.rmtree(target.images)  # overwrite=True: no stale images of an earlier evaluation
+    for split in SPLITS:
+        records = data.splits[split].records
+        if not records:
+            log.warning("%s: the %s split is empty; no %s results", target.path.name, split, split)
+            continue
+        predicted = predict_dataset(model, data.datasets[split], batch_size=data.batch_size,
+                                    num_workers=data.num_workers, pad_multiple=data.pad_multiple,
+                                    channels_last=channels_last)
+        truth, unique_truth = _truth(records, meta)
+        kwargs = {}
+        if meta.unique_bodyparts:
+            kwargs = {"unique_predictions": predicted["unique_bodypart"], "unique_ground_truth": unique_truth}
+        split_scores, table = compute_metrics(
+            predicted["bodypart"], truth, pcutoff=data.pcutoff, oks_sigma=oks_sigma,
+            single_animal=not meta.multianimal, bodyparts=meta.bodyparts, unique_bodyparts=meta.unique_bodyparts,
+            return_per_bodypart=True, **kwargs)
+        scores[split], tables[split] = split_scores, table
+        rows.append({"snapshot": target.name, "epoch": target.header["epoch"], "split": split,
+                     **{m: float(split_scores[m]) for m in METRICS}, "pcutoff": data.pcutoff,
+                     "n_images": len(records), "scorer": target.scorer})
+        keys = [r.key for r in records]
+        predicted_tables.append(predictions_table(predicted["bodypart"], predicted["unique_bodypart"], meta,
+                                                  target.scorer, index=pd.Index(keys, dtype=object)))
+        if plotting:
+            _plot(target, split, records, predicted, truth, unique_truth, data.pcutoff, dlc_image_names)
+    if not rows:
+        raise ProjectError(target.path, "the run's train and test splits are both empty: nothing to evaluate")
+
+    table = pd.concat(predicted_tables)
+    order = sorted(range(len(table)), key=lambda i: tuple(table.index[i].split("/")))
+    table = table.iloc[order]
+    table.index = image_index(list(table.index))
+    write_predictions(table, target.h5, overwrite=True)
+    _write_csv(_dlc_row(data, target, scores), target.results_csv)
+    _write_csv(_keypoint_table(tables), target.keypoint_csv)
+    _merge_combined(combined_csv, _dlc_row(data, target, scores))
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)

@@ -1,0 +1,149 @@
+"""Batched prediction with a trained snapshot: model from the snapshot, images in, keypoints in original pixels out.
+
+Evaluation uses it on labeled images; video analysis will feed it frames. The model is
+rebuilt from what every snapshot carries (``run_config["model"]`` and ``project_meta``),
+so no Hydra config files or project are needed, and snapshots are read with
+``torch.load(weights_only=True)`` (tensors and plain containers only: no code runs).
+
+Images are normalized by :func:`lightning_dlc.models.preprocess.normalize_images`, the
+function training uses.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lightning_dlc.data.dataset import collate_pose, to_original_pixels
+from lightning_dlc.lit.snapshots import load_snapshot
+from lightning_dlc.models.pose_model import PoseModel, model_from_config
+from lightning_dlc.models.preprocess import normalize_images
+from lightning_dlc.project.records import ProjectMeta
+
+__all__ = ["load_model", "predict_batch", "predict_dataset", "resolve_device", "snapshot_meta"]
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto``/None: CUDA when available, else the CPU; anything else as torch reads it."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def snapshot_meta(snapshot: Mapping) -> ProjectMeta:
+    """The project metadata a snapshot was trained with."""
+    meta = snapshot["project_meta"]
+    return ProjectMeta(
+        bodyparts=tuple(meta["bodyparts"]),
+        individuals=tuple(meta["individuals"]),
+        unique_bodyparts=tuple(meta.get("unique_bodyparts") or ()),
+        skeleton=tuple(tuple(edge) for edge in meta.get("skeleton") or ()),
+        identity=bool(meta.get("identity", False)),
+    )
+
+
+def _no_downloads(node):
+    """A copy of a model config whose backbones start empty: the snapshot's weights replace them anyway."""
+    if isinstance(node, Mapping):
+        out = {k: _no_downloads(v) for k, v in node.items()}
+        if "pretrained" in out:
+            out["pretrained"] = False
+            if "weights" in out:
+                out["weights"] = None
+        return out
+    if isinstance(node, list):
+        return [_no_downloads(v) for v in node]
+    return node
+
+
+def load_model(snapshot: str | Path | Mapping, device: str | torch.device | None = "cpu") -> PoseModel:
+    """The :class:`PoseModel` of a snapshot (a path, or what :func:`load_snapshot` returned), in eval mode.
+
+    Raises ValueError naming what is missing for a file that is not one of our snapshots.
+    """
+    where = str(snapshot) if not isinstance(snapshot, Mapping) else "snapshot"
+    if not isinstance(snapshot, Mapping):
+        snapshot = load_snapshot(snapshot)
+    missing = [k for k in ("state_dict", "run_config", "project_meta") if k not in snapshot]
+    if missing or "model" not in (snapshot.get("run_config") or {}):
+        raise ValueError(f"{where}: not a lightning_dlc snapshot (missing {missing or ['run_config.model']}); "
+                         "snapshots written by scripts/train.py or api.train_network carry them")
+    from omegaconf import OmegaConf
+
+    cfg_model = OmegaConf.create(_no_downloads(snapshot["run_config"]["model"]))
+    model = model_from_config(cfg_model, snapshot_meta(snapshot))
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in snapshot["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state)
+    return model.to(resolve_device(device)).eval()
+
+
+@torch.no_grad()
+def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | float = 1.0,
+                  channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """One batch of uint8 ``[B, 3, H, W]`` images -> predictions in the original images' pixels.
+
+    ``scale`` is the factor the images were resized by (per image or one number; 1 = as read).
+    Returns ``bodypart`` ``[B, N, K, 3]`` (x, y, score), ``unique_bodypart`` ``[B, U, 3]`` (U = 0
+    without unique bodyparts) and, with an identity head, ``identity`` ``[B, N, n_identities]``;
+    float32 tensors on the model's device. Missing keypoints are NaN.
+    """
+    device = next(model.parameters()).device
+    x = normalize_images(images.to(device, non_blocking=True), channels_last)
+    predicted = model.predict(model(x))
+    scale = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1)
+
+    def original(points: torch.Tensor) -> torch.Tensor:  # [B, M, K, 3]
+        points = points.float()
+        s = scale.view(-1, 1, 1, 1)
+        return torch.cat([to_original_pixels(points[..., :2], s), points[..., 2:3]], -1)
+
+    out = {"bodypart": original(predicted["bodypart"])}
+    b = out["bodypart"].shape[0]
+    if "unique_bodypart" in predicted:
+        out["unique_bodypart"] = original(predicted["unique_bodypart"])[:, 0]
+    else:
+        out["unique_bodypart"] = out["bodypart"].new_zeros((b, 0, 3))
+    if "identity" in predicted:
+        out["identity"] = predicted["identity"].float()
+    return out
+
+
+def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
+                    device: str | torch.device | None = None, num_workers: int = 0, pad_multiple: int = 32,
+                    channels_last: bool = False) -> dict[str, np.ndarray]:
+    """Predict every item of a :class:`~lightning_dlc.data.dataset.PoseDataset` (or any dataset of its items).
+
+    ``device``: where to run (None: where the model is; ``auto``: CUDA if available). Returns numpy
+    float32 arrays in the dataset's order, in original image pixels: ``bodypart``
+    ``[n_images, N, K, 3]``, ``unique_bodypart`` ``[n_images, U, 3]`` and, with an identity head,
+    ``identity`` ``[n_images, N, n_identities]``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if device is not None:
+        model = model.to(resolve_device(device))
+    was_training = model.training
+    model.eval()
+    meta = model.meta
+    n = len(dataset)
+    out = {"bodypart": np.full((n, meta.max_individuals, len(meta.bodyparts), 3), np.nan, np.float32),
+           "unique_bodypart": np.full((n, len(meta.unique_bodyparts), 3), np.nan, np.float32)}
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=functools.partial(collate_pose, pad_multiple=pad_multiple))
+    try:
+        for batch in loader:
+            predicted = predict_batch(model, batch["image"], batch["scale"], channels_last)
+            index = batch["index"].numpy()
+            for key, value in predicted.items():
+                value = value.cpu().numpy()
+                if key not in out:
+                    out[key] = np.full((n, *value.shape[1:]), np.nan, np.float32)
+                out[key][index] = value
+    finally:
+        model.train(was_training)
+    return out
