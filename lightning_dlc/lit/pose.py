@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lightning_dlc.evaluation.metrics import compute_metrics
+from lightning_dlc.lit.gather import gather_per_image
 from lightning_dlc.lit.schedulers import build_scheduler
 from lightning_dlc.review.draw import heatmap_image, keypoint_image
 from lightning_dlc.data.dataset import to_original_pixels
@@ -104,19 +105,11 @@ class PoseModule(L.LightningModule):
             self._log_images(batch, outputs)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val:
+        gathered = gather_per_image(self, self._val)
+        if gathered is None:
             return
-        gathered = {k: self.all_gather(torch.cat([v[k] for v in self._val])) for k in self._val[0]}
-        self._val.clear()
-        if gathered["index"].ndim > 1:  # [world, n, ...] under DDP
-            gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
-        # the distributed sampler pads with repeated images: count each once
-        index = gathered["index"].cpu().numpy()
-        _, first = np.unique(index, return_index=True)
-        predicted = gathered["predicted"].cpu().numpy()[first]
-        truth = gathered["truth"].cpu().numpy()[first]
-        metrics = compute_metrics(predicted, truth, pcutoff=self.pcutoff, oks_sigma=self.oks_sigma,
-                                  single_animal=not self.model.meta.multianimal)
+        metrics = compute_metrics(gathered["predicted"], gathered["truth"], pcutoff=self.pcutoff,
+                                  oks_sigma=self.oks_sigma, single_animal=not self.model.meta.multianimal)
         for name in ("rmse", "rmse_pcutoff", "mAP", "mAR"):
             if name in metrics:
                 value = float(metrics[name])

@@ -73,14 +73,19 @@ def load_weights(module: nn.Module, path: str | Path, inner: str | None = None) 
     plain_timm = inner is not None and not state.keys() & own.keys()
     target = getattr(module, inner) if plain_timm else module
     own = target.state_dict()
+    check_state_fits(own, state, path, type(module).__name__, ignore_unexpected=plain_timm)
+    target.load_state_dict({k: state[k] for k in own})
+
+
+def check_state_fits(own: dict, state: dict, path: str | Path, what: str, ignore_unexpected: bool = False) -> None:
+    """Raise one error listing every missing, unexpected and resized key of a checkpoint for ``what``."""
     missing = sorted(own.keys() - state.keys())
-    unexpected = [] if plain_timm else sorted(state.keys() - own.keys())
+    unexpected = [] if ignore_unexpected else sorted(state.keys() - own.keys())
     # same keys, other widths: another variant's weights
     resized = [f"{k}: {tuple(state[k].shape)} in file, {tuple(v.shape)} here"
                for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or resized:
         raise RuntimeError(
-            f"Weights in {path} do not fit {type(module).__name__}: {len(missing)} missing keys {missing[:10]}, "
+            f"Weights in {path} do not fit {what}: {len(missing)} missing keys {missing[:10]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:10]}, {len(resized)} size mismatches {resized[:3]}"
         )
-    target.load_state_dict({k: state[k] for k in own})
