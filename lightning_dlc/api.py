@@ -116,3 +116,72 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
                                        combined_csv=results_root / COMBINED_CSV, dlc_image_names=True)
             tables.append(table.assign(shuffle=shuffle, trainingsetindex=index))
     return pd.concat(tables, ignore_index=True)
+
+
+def _trained_snapshot(cfg, shuffle: int, trainingsetindex: int, snapshot) -> Path:
+    """The snapshot of a shuffle's train folder: ``best``, ``last`` or a file."""
+    from lightning_dlc.evaluation.report import find_snapshots
+
+    if snapshot not in ("best", "last"):
+        path = Path(snapshot)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such snapshot file (or pass snapshot='best' / 'last')")
+        return path
+    fractions = cfg.training_fractions
+    if not 0 <= trainingsetindex < len(fractions):
+        raise ValueError(f"trainingsetindex {trainingsetindex} out of range: config.yaml has TrainingFraction "
+                         f"{fractions}")
+    train_dir = _shuffles.model_folder(cfg, fractions[trainingsetindex], shuffle) / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir}: no trained model for shuffle {shuffle} (TrainingFraction "
+                                f"{fractions[trainingsetindex]}); train it with api.train_network(config, "
+                                f"shuffle={shuffle}, trainingsetindex={trainingsetindex})")
+    return find_snapshots(train_dir, snapshot)[0]
+
+
+def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
+                   batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
+                   overwrite: bool = False, cropping=None, videotype=None, **options):
+    """DeepLabCut's analyze_videos: every frame of each video -> DeepLabCut's output files.
+
+    The model is the shuffle's snapshot in ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
+    (``snapshot``: ``best``, ``last`` or a file). ``videos``: files or folders (``videotype`` picks
+    the suffix in folders). Files go beside each video or in ``destfolder``:
+    ``<video><scorer>.h5``, ``_full.pickle``, ``_meta.pickle``, ``_assemblies.pickle`` (multi-animal),
+    ``.csv`` with ``save_as_csv``. ``cropping`` ``[x1, x2, y1, y2]``; by default config.yaml's ``x1,
+    x2, y1, y2`` when it says ``cropping: true`` (DeepLabCut's rule). An analyzed video is skipped
+    unless ``overwrite``. ``options``: ``reader`` (auto, dali, opencv), ``precision`` (32, bf16, 16),
+    ``channels_last``, ``compile``, ``chunk_frames``, ``blank_threshold``, ``progress``, ``verbose``.
+
+    A missing or unreadable video is logged and reported, and the others still run. Returns one
+    :class:`~lightning_dlc.inference.analyze.VideoSummary` per video (``.status``, ``.h5``,
+    ``.scorer``, ``.fps``, ``.error``).
+    """
+    from lightning_dlc.inference.analyze import analyze_videos as _analyze_videos
+
+    cfg = as_config(config)
+    path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
+    if cropping is None and cfg.data.get("cropping"):
+        cropping = [cfg.data.get(k) for k in ("x1", "x2", "y1", "y2")]
+    return _analyze_videos(path, videos, destfolder, videotype=videotype, device=device, project=cfg.path,
+                           batch_size=batch_size, save_as_csv=save_as_csv, overwrite=overwrite, crop=cropping,
+                           **options)
+
+
+def analyze_images(config, images_or_folder, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
+                   batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
+                   overwrite: bool = False, output_dir=None, **options):
+    """DeepLabCut's analyze_images: images of any size (a folder, files, or a list) -> predictions.
+
+    Writes ``image_predictions_<scorer>.h5`` (rows: image paths; DeepLabCut's columns) and
+    ``.json`` in ``destfolder`` (``output_dir``, DeepLabCut's name, also works; default: the
+    images' folder). ``options``: ``precision``, ``channels_last``, ``progress``, ``verbose``.
+    Returns the .h5 path.
+    """
+    from lightning_dlc.inference.analyze import analyze_images as _analyze_images
+
+    cfg = as_config(config)
+    path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
+    return _analyze_images(path, images_or_folder, destfolder if destfolder is not None else output_dir,
+                           batch_size=batch_size, device=device, save_as_csv=save_as_csv, overwrite=overwrite,
+                           project=cfg.path, **options)

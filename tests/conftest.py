@@ -61,3 +61,18 @@ def coco_round_trip(tmp_path):
         return out
 
     return check
+
+
+@pytest.fixture(scope="session")
+def damage():
+    """``damage(src, dst, at=0.5, length=3000)``: a copy of a file with random bytes written over its middle."""
+    import numpy as np
+
+    def write(src: Path, dst: Path, at: float = 0.5, length: int = 3000) -> Path:
+        data = bytearray(Path(src).read_bytes())
+        start = int(len(data) * at)
+        data[start:start + length] = np.random.default_rng(0).integers(0, 256, length, dtype=np.uint8).tobytes()
+        Path(dst).write_bytes(bytes(data))
+        return Path(dst)
+
+    return write

@@ -82,19 +82,32 @@ def load_model(snapshot: str | Path | Mapping, device: str | torch.device | None
     return model.to(resolve_device(device)).eval()
 
 
+def _as_float(outputs):
+    if isinstance(outputs, Mapping):
+        return {k: _as_float(v) for k, v in outputs.items()}
+    return outputs.float() if torch.is_tensor(outputs) and outputs.is_floating_point() else outputs
+
+
 @torch.no_grad()
 def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | float = 1.0,
-                  channels_last: bool = False) -> dict[str, torch.Tensor]:
+                  channels_last: bool = False, autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """One batch of uint8 ``[B, 3, H, W]`` images -> predictions in the original images' pixels.
 
     ``scale`` is the factor the images were resized by (per image or one number; 1 = as read).
+    ``autocast_dtype`` (``torch.bfloat16``, ``torch.float16``): run the network under autocast in
+    that precision; its outputs are decoded (peaks, assembly) in float32.
     Returns ``bodypart`` ``[B, N, K, 3]`` (x, y, score), ``unique_bodypart`` ``[B, U, 3]`` (U = 0
     without unique bodyparts) and, with an identity head, ``identity`` ``[B, N, n_identities]``;
     float32 tensors on the model's device. Missing keypoints are NaN.
     """
     device = next(model.parameters()).device
     x = normalize_images(images.to(device, non_blocking=True), channels_last)
-    predicted = model.predict(model(x))
+    if autocast_dtype is None:
+        outputs = model(x)
+    else:
+        with torch.autocast(device.type, dtype=autocast_dtype):
+            outputs = _as_float(model(x))
+    predicted = model.predict(outputs)
     scale = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1)
 
     def original(points: torch.Tensor) -> torch.Tensor:  # [B, M, K, 3]

@@ -18,16 +18,10 @@ SIZE = 128
 CROP = (10, 100, 5, 90)  # x1, x2, y1, y2 as DeepLabCut's config.yaml
 
 
-def _damage(src, dst, at: float = 0.5, length: int = 3000) -> None:
-    """A copy of src with `length` random bytes written over the middle."""
-    data = bytearray(src.read_bytes())
-    start = int(len(data) * at)
-    data[start:start + length] = np.random.default_rng(0).integers(0, 256, length, dtype=np.uint8).tobytes()
-    dst.write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
+def clips(tmp_path_factory, damage):
     root = tmp_path_factory.mktemp("video")
     scene = render_scene(n_frames=N_FRAMES, n_fish=2, width=SIZE, height=SIZE, fps=30.0, seed=3)
     paths = {"frames": scene.frames}
@@ -37,7 +31,7 @@ def clips(tmp_path_factory):
         write_video(paths[name], scene.frames, 30.0, codec)
     for name in ("h264", "vp9"):
         paths[f"bad_{name}"] = root / f"damaged_{name}{paths[name].suffix}"
-        _damage(paths[name], paths[f"bad_{name}"])
+        damage(paths[name], paths[f"bad_{name}"])
     paths["black"] = root / "black.mp4"
     write_video(paths["black"], np.zeros((24, 64, 64, 3), np.uint8), 25.0, "libx264")
     paths["black_vp9"] = root / "black.webm"

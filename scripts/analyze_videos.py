@@ -1,0 +1,27 @@
+"""Analyze videos with a trained snapshot, writing DeepLabCut's files beside them (or in destfolder):
+python scripts/analyze_videos.py run=outputs/YYYY-MM-DD/HH-MM-SS videos=[/data/a.mp4,/data/b.mp4]
+Exits with status 1 if any video failed (the others are still analyzed)."""
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from lightning_dlc.inference.analyze import analyze_videos, snapshot_from_args
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
+def main(cfg: DictConfig) -> None:
+    args = OmegaConf.to_container(cfg, resolve=True)
+    snapshot = snapshot_from_args(args.pop("run"), args.pop("snapshot"))
+    videos, images = args.pop("videos"), args.pop("images")
+    if images:
+        sys.exit("images= is for scripts/analyze_images.py")
+    summaries = analyze_videos(snapshot, videos or [], **args)
+    if not summaries:
+        sys.exit("no videos given: videos=[/path/a.mp4,/path/folder]")
+    if any(s.status == "failed" for s in summaries):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
