@@ -31,6 +31,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from peer import run_peer  # benchmarks/peer.py (scripts here run as `python benchmarks/<name>.py`)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PROJECT = SHARED / "data/openfield-Pranav-2018-10-30"
@@ -96,13 +98,7 @@ def one(args) -> dict:
 
 
 def peer(frames: int) -> dict:
-    script = SHARED / "peer/run_dlc_baseline.sh"
-    result = subprocess.run(["bash", str(script), "2", str(frames)], capture_output=True, text=True)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"{script} failed ({result.returncode}): {result.stderr[-2000:]}")
-    analyze = next(line for line in lines if line.get("step") == "analyze_videos")
-    return {"tool": "deeplabcut", **analyze}
+    return {"tool": "deeplabcut", **run_peer(2, frames)["analyze_videos"]}
 
 
 def main() -> None:

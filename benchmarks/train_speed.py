@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from hydra import compose, initialize_config_dir
 from lightning_dlc import api
 from lightning_dlc.lit.train import train
 from lightning_dlc.project import load_shuffle
+from peer import run_peer  # benchmarks/peer.py (scripts here run as `python benchmarks/<name>.py`)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -58,13 +58,7 @@ def ours(args, work: Path) -> dict:
 
 
 def peer(args) -> dict:
-    script = SHARED / "peer/run_dlc_baseline.sh"
-    result = subprocess.run(["bash", str(script), str(args.epochs)], capture_output=True, text=True)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"{script} failed ({result.returncode}): {result.stderr[-2000:]}")
-    train_line = next(line for line in lines if line.get("step") == "train")
-    return {"tool": "deeplabcut", **train_line}
+    return {"tool": "deeplabcut", **run_peer(args.epochs)["train"]}
 
 
 def main() -> None:
