@@ -1,22 +1,3 @@
 """Evaluation: pose metrics (RMSE, OKS mAP/mAR, detection RMSE) as DeepLabCut reports them."""
-from lightning_dlc.evaluation.metrics import (
-    OKS_THRESHOLDS,
-    RECALL_THRESHOLDS,
-    compute_metrics,
-    match_individuals,
-    oks_map,
-    oks_matrix,
-    rmse,
-    rmse_detections,
-)
-
-__all__ = [
-    "OKS_THRESHOLDS",
-    "RECALL_THRESHOLDS",
-    "compute_metrics",
-    "match_individuals",
-    "oks_map",
-    "oks_matrix",
-    "rmse",
-    "rmse_detections",
-]
+from lightning_dlc.evaluation.metrics import *  # noqa: F403 (the names metrics.__all__ lists)
+from lightning_dlc.evaluation.metrics import __all__  # noqa: F401

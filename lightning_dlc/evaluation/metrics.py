@@ -432,8 +432,24 @@ def rmse(
     return _rmse(data, uniq, pcutoff, single_animal, oks_bbox_margin)
 
 
-def _totals(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _pooled_with_unique(err: np.ndarray, score: np.ndarray, cut_k: np.ndarray, uniq: _Data | None,
+                        cut_u: np.ndarray, what: str) -> dict[str, np.ndarray]:
+    """:func:`_pooled` sums and counts of the K bodyparts, then of the U unique ones (paired directly)."""
+    parts = [_pooled(err, score, cut_k)]
+    if uniq is not None:
+        u_err, u_score = _single_pairs(uniq.images, uniq.k, f"{what} (unique bodyparts)")
+        parts.append(_pooled(u_err, u_score, cut_u))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _error_scores(tot: dict[str, np.ndarray], name: str) -> dict:
+    """Mean errors, all and above pcutoff, pooled and per bodypart, as ``name``, ``name_pcutoff``, ..."""
+    return {
+        name: float(_ratio(tot["sum"].sum(), tot["n"].sum())),
+        f"{name}_pcutoff": float(_ratio(tot["sum_c"].sum(), tot["n_c"].sum())),
+        f"{name}_per_bodypart": _ratio(tot["sum"], tot["n"]),
+        f"{name}_pcutoff_per_bodypart": _ratio(tot["sum_c"], tot["n_c"]),
+    }
 
 
 def _rmse(data: _Data, uniq: _Data | None, pcutoff, single_animal, margin: float) -> dict:
@@ -444,19 +460,8 @@ def _rmse(data: _Data, uniq: _Data | None, pcutoff, single_animal, margin: float
         err, score = _single_pairs(data.images, data.k, "rmse")
     else:
         err, score = _matched_pairs(data.images, data.k, RMSE_MATCH_SIGMA, margin)
-    parts = [_pooled(err, score, cut_k)]
-    if uniq is not None:
-        u_err, u_score = _single_pairs(uniq.images, uniq.k, "rmse (unique bodyparts)")
-        parts.append(_pooled(u_err, u_score, cut_u))
-    tot = _totals(parts)
-    return {
-        "rmse": float(_ratio(tot["sum"].sum(), tot["n"].sum())),
-        "rmse_pcutoff": float(_ratio(tot["sum_c"].sum(), tot["n_c"].sum())),
-        "rmse_per_bodypart": _ratio(tot["sum"], tot["n"]),
-        "rmse_pcutoff_per_bodypart": _ratio(tot["sum_c"], tot["n_c"]),
-        "n_per_bodypart": tot["n"],
-        "n_pcutoff_per_bodypart": tot["n_c"],
-    }
+    tot = _pooled_with_unique(err, score, cut_k, uniq, cut_u, "rmse")
+    return {**_error_scores(tot, "rmse"), "n_per_bodypart": tot["n"], "n_pcutoff_per_bodypart": tot["n_c"]}
 
 
 # --------------------------------------------------------------------------- mAP / mAR
@@ -591,17 +596,8 @@ def _rmse_detections(data: _Data, uniq: _Data | None, pcutoff) -> dict:
         s[gg, kk] = img.pred[p, kk, 2]
         errs.append(e)
         scores.append(s)
-    parts = [_pooled(np.concatenate(errs), np.concatenate(scores), cut_k)]
-    if uniq is not None:
-        u_err, u_score = _single_pairs(uniq.images, uniq.k, "rmse_detections (unique bodyparts)")
-        parts.append(_pooled(u_err, u_score, cut_u))
-    tot = _totals(parts)
-    return {
-        "rmse_detections": float(_ratio(tot["sum"].sum(), tot["n"].sum())),
-        "rmse_detections_pcutoff": float(_ratio(tot["sum_c"].sum(), tot["n_c"].sum())),
-        "rmse_detections_per_bodypart": _ratio(tot["sum"], tot["n"]),
-        "rmse_detections_pcutoff_per_bodypart": _ratio(tot["sum_c"], tot["n_c"]),
-    }
+    tot = _pooled_with_unique(np.concatenate(errs), np.concatenate(scores), cut_k, uniq, cut_u, "rmse_detections")
+    return _error_scores(tot, "rmse_detections")
 
 
 # --------------------------------------------------------------------------- all at once

@@ -44,7 +44,7 @@ import torch
 from lightning_dlc.data.dataset import read_rgb
 from lightning_dlc.evaluation.metrics import compute_metrics
 from lightning_dlc.inference.predict import load_model, predict_dataset, resolve_device, snapshot_meta
-from lightning_dlc.lit.snapshots import BEST, SNAPSHOT, snapshot_epoch
+from lightning_dlc.models.snapshot_files import BEST, SNAPSHOT, snapshot_epoch
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from lightning_dlc.evaluation import report as _report  # module, not names: report imports inference
 from lightning_dlc.inference.predict import load_model, predict_batch, resolve_device
 from lightning_dlc.inference.video import open_video, parse_crop, probe_video
-from lightning_dlc.lit.snapshots import load_snapshot, snapshot_epoch
+from lightning_dlc.models.snapshot_files import load_snapshot, snapshot_epoch
 from lightning_dlc.models.pose_model import PoseModel
 from lightning_dlc.project import analysis_files as files
 from lightning_dlc.project.config import ProjectConfig

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_dlc.data.dataset import collate_pose, to_original_pixels
-from lightning_dlc.lit.snapshots import load_snapshot
+from lightning_dlc.models.snapshot_files import load_snapshot
 from lightning_dlc.models.pose_model import PoseModel, model_from_config
 from lightning_dlc.models.preprocess import normalize_images
 from lightning_dlc.project.records import ProjectMeta

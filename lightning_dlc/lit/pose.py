@@ -93,16 +93,14 @@ class PoseModule(L.LightningModule):
         outputs = self(batch["image"])
         predicted = self.model.predict(outputs)["bodypart"]  # [B, N, K, 3] input pixels
         scale = batch["scale"].to(predicted.dtype).view(-1, 1, 1, 1)
-        xy = to_original_pixels(predicted[..., :2], scale)  # back to the original image's pixels
-        truth = batch["keypoints"]
-        truth_xy = to_original_pixels(truth[..., :2], scale)
-        self._val.append({
-            "index": batch["index"],
-            "predicted": torch.cat([xy, predicted[..., 2:]], -1).float(),
-            "truth": torch.cat([truth_xy, truth[..., 2:]], -1).float(),
-        })
+
+        def original(points: torch.Tensor) -> torch.Tensor:  # back to the original image's pixels
+            return torch.cat([to_original_pixels(points[..., :2], scale), points[..., 2:]], -1).float()
+
+        self._val.append({"index": batch["index"], "predicted": original(predicted),
+                          "truth": original(batch["keypoints"])})
         if batch_idx == 0 and self._log_images_now():
-            self._log_images(batch, outputs)
+            self._log_images(batch, outputs, predicted)
 
     def on_validation_epoch_end(self) -> None:
         gathered = gather_per_image(self, self._val)
@@ -123,10 +121,10 @@ class PoseModule(L.LightningModule):
         return (hasattr(experiment, "add_image") and not self.trainer.sanity_checking
                 and (self.current_epoch + 1) % interval == 0)
 
-    def _log_images(self, batch: dict, outputs: dict) -> None:
+    def _log_images(self, batch: dict, outputs: dict, predicted: torch.Tensor) -> None:
+        """The first image of the batch: predictions (input pixels, as drawn) and heatmaps."""
         head = self.model.heads["bodypart"]
         bodypart_outputs = outputs["bodypart"]
-        predicted = self.model.predict(outputs)["bodypart"]
         experiment, step = self.logger.experiment, self.current_epoch + 1
         image = batch["image"][0]
         experiment.add_image("val/predictions", keypoint_image(image, predicted[0], batch["keypoints"][0]), step)

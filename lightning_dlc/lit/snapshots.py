@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from pathlib import Path
 
 import lightning as L
-import torch
 
+from lightning_dlc.models.snapshot_files import SNAPSHOT, load_snapshot, snapshot_epoch
+
+__all__ = ["Snapshots", "load_snapshot", "snapshot_epoch"]
 log = logging.getLogger(__name__)
-SNAPSHOT = re.compile(r"snapshot-(\d+)\.ckpt$")
-BEST = re.compile(r"snapshot-best-(\d+)\.ckpt$")
 
 
 class Snapshots(L.Callback):
@@ -82,13 +81,3 @@ class Snapshots(L.Callback):
             for stale in kept[:-self.max_snapshots]:
                 stale.unlink(missing_ok=True)
 
-
-def snapshot_epoch(path: Path) -> int:
-    """The epoch in a snapshot's name (``snapshot-050.ckpt``, ``snapshot-best-120.ckpt``), else -1."""
-    match = SNAPSHOT.search(path.name) or BEST.search(path.name)
-    return int(match.group(1)) if match else -1
-
-
-def load_snapshot(path: str | Path) -> dict:
-    """A snapshot's contents without running code from it (tensors and plain containers only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)

@@ -83,7 +83,12 @@ def train(cfg: DictConfig) -> float | None:
 
     metrics = {}
     if cfg.eval_interval:
-        metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
+        epochs = trainer.current_epoch
+        evaluated_last = epochs > 0 and epochs % cfg.eval_interval == 0 and "test.rmse" in trainer.callback_metrics
+        # the last epoch's validation already holds the final numbers; otherwise evaluate once more
+        final = trainer.callback_metrics if evaluated_last else trainer.validate(module, datamodule=datamodule,
+                                                                                 verbose=False)[0]
+        metrics = {k: float(v) for k, v in final.items() if k.startswith("test.")}
     if trainer.is_global_zero:
         shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("test.rmse", "test.rmse_pcutoff", "test.mAP", "test.mAR")
                           if k in metrics)
