@@ -39,8 +39,9 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
     ``config.yaml`` (the composed run config), snapshots and TensorBoard logs. ``overrides`` are
     Hydra override strings (``["model=hrnet_w32", "optimizer.lr=1e-3"]``); DeepLabCut's own
     keywords are translated: ``epochs``, ``save_epochs``, ``batch_size``, ``max_snapshots_to_keep``,
-    ``net_type`` (a ``conf/model`` name), ``device`` (``cpu``/``cuda``/``auto``), ``seed``.
-    Returns the final key metric (``test.mAP`` by default).
+    ``net_type`` (a ``conf/model`` name), ``device`` (``cpu``/``cuda``/``auto``), ``seed``, and for
+    top-down models ``detector_type`` (a ``conf/detector`` name), ``detector_epochs``,
+    ``detector_save_epochs``, ``detector_batch_size``. Returns the final key metric (``test.mAP`` by default).
     """
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -49,7 +50,9 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
 
     translate = {"epochs": "trainer.max_epochs", "save_epochs": "snapshots.save_epochs",
                  "batch_size": "data.batch_size", "max_snapshots_to_keep": "snapshots.max_snapshots",
-                 "net_type": "model", "seed": "seed", "device": "trainer.accelerator"}
+                 "net_type": "model", "seed": "seed", "device": "trainer.accelerator", "detector_type": "detector",
+                 "detector_epochs": "detector.train.epochs", "detector_save_epochs": "detector.train.save_epochs",
+                 "detector_batch_size": "detector.train.batch_size"}
     unknown = sorted(set(settings) - set(translate))
     if unknown:
         raise TypeError(f"train_network: unknown arguments {unknown}; known: {sorted(translate)} "
@@ -141,7 +144,8 @@ def _trained_snapshot(cfg, shuffle: int, trainingsetindex: int, snapshot) -> Pat
 
 def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
                    batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
-                   overwrite: bool = False, cropping=None, videotype=None, **options):
+                   overwrite: bool = False, cropping=None, videotype=None, auto_track: bool = False,
+                   track_method: str = "ellipse", **options):
     """DeepLabCut's analyze_videos: every frame of each video -> DeepLabCut's output files.
 
     The model is the shuffle's snapshot in ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -152,6 +156,8 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     x2, y1, y2`` when it says ``cropping: true`` (DeepLabCut's rule). An analyzed video is skipped
     unless ``overwrite``. ``options``: ``reader`` (auto, dali, opencv), ``precision`` (32, bf16, 16),
     ``channels_last``, ``compile``, ``chunk_frames``, ``blank_threshold``, ``progress``, ``verbose``.
+    ``auto_track`` (multi-animal): then tracklets and stitched tracks (:func:`convert_detections2tracklets`,
+    :func:`stitch_tracklets` with ``track_method``) for every analyzed video.
 
     A missing or unreadable video is logged and reported, and the others still run. Returns one
     :class:`~lightning_dlc.inference.analyze.VideoSummary` per video (``.status``, ``.h5``,
@@ -163,9 +169,14 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
     if cropping is None and cfg.data.get("cropping"):
         cropping = [cfg.data.get(k) for k in ("x1", "x2", "y1", "y2")]
-    return _analyze_videos(path, videos, destfolder, videotype=videotype, device=device, project=cfg.path,
-                           batch_size=batch_size, save_as_csv=save_as_csv, overwrite=overwrite, crop=cropping,
-                           **options)
+    summaries = _analyze_videos(path, videos, destfolder, videotype=videotype, device=device, project=cfg.path,
+                                batch_size=batch_size, save_as_csv=save_as_csv, overwrite=overwrite, crop=cropping,
+                                **options)
+    if auto_track and cfg.multianimal:  # after analysis: inference/ knows nothing of tracking
+        from lightning_dlc.tracking.pipeline import track_analyzed_videos
+
+        track_analyzed_videos(summaries, track_method, cfg.meta(), overwrite=overwrite)
+    return summaries
 
 
 def analyze_images(config, images_or_folder, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
@@ -185,3 +196,231 @@ def analyze_images(config, images_or_folder, shuffle: int = 1, trainingsetindex:
     return _analyze_images(path, images_or_folder, destfolder if destfolder is not None else output_dir,
                            batch_size=batch_size, device=device, save_as_csv=save_as_csv, overwrite=overwrite,
                            project=cfg.path, **options)
+
+
+def diagnostics(config=None, shuffles=(1,), trainingsetindex: int = 0, runs=None, snapshot: str = "best",
+                name: str | None = None, overwrite: bool = False, launch: bool = False, address: str = "localhost",
+                port: int = 5151, device: str = "auto", names=None):
+    """FiftyOne review of the labeled frames: ground truth, each model's predictions, their errors.
+
+    The models are the shuffles' snapshots (``best`` or ``last``) in
+    ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``, or ``runs`` (training run folders or snapshot
+    files; then ``config`` is only needed if the project moved). Builds the persistent dataset
+    described in :mod:`lightning_dlc.review.diagnostics` (an existing ``name`` needs ``overwrite``)
+    and, with ``launch``, opens it in the App on ``address:port`` (localhost by default) and waits.
+    Returns the ``fiftyone.Dataset``.
+    """
+    from lightning_dlc.review.diagnostics import labeled_frames_dataset
+    from lightning_dlc.review.fiftyone_session import launch_app
+
+    cfg = as_config(config) if config is not None else None
+    if runs is None:
+        if cfg is None:
+            raise ValueError("diagnostics: give config (and shuffles) or runs")
+        fraction = cfg.training_fractions[trainingsetindex]
+        runs = [_shuffles.model_folder(cfg, fraction, s) / "train" for s in ([shuffles] if isinstance(shuffles, int)
+                                                                             else shuffles)]
+    dataset = labeled_frames_dataset(runs, snapshot=snapshot, names=names, name=name, overwrite=overwrite,
+                                     project=cfg.path if cfg is not None else None, device=device)
+    if launch:
+        launch_app(dataset, address, port, wait=True)
+    return dataset
+
+
+def video_diagnostics(config, videos, destfolder=None, scorer: str | None = None, name: str | None = None,
+                      overwrite: bool = False, n_low_confidence: int = 10, n_jumps: int = 10, launch: bool = False,
+                      address: str = "localhost", port: int = 5151):
+    """FiftyOne review of analyzed videos: per-frame keypoints (tracked ``_el.h5`` preferred), and the
+    ``n_low_confidence`` least confident frames and ``n_jumps`` largest jumps marked ``relabel``
+    (:mod:`lightning_dlc.review.video_diagnostics`). ``config`` gives the skeleton (None: no edges).
+    With ``launch``, opens the App on ``address:port`` and waits. Returns the ``fiftyone.Dataset``;
+    :func:`extract_frames_to_relabel` then copies the marked frames into the project.
+    """
+    from lightning_dlc.review.fiftyone_session import launch_app
+    from lightning_dlc.review.video_diagnostics import video_dataset
+
+    edges = as_config(config).skeleton if config is not None else ()
+    videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
+    dataset = video_dataset(videos, destfolder=destfolder, scorer=scorer, name=name, overwrite=overwrite,
+                            skeleton_edges=edges, n_low_confidence=n_low_confidence, n_jumps=n_jumps)
+    if launch:
+        launch_app(dataset, address, port, wait=True)
+    return dataset
+
+
+def extract_frames_to_relabel(config, dataset, reasons=None):
+    """The frames a video dataset marks ``relabel`` (``reasons``: only ``low_confidence`` or ``jump``) as
+    ``labeled-data/<video>/img<frame>.png``, DeepLabCut's extracted frames, for labeling. Existing
+    images and label files are left alone; the video joins ``video_sets`` if it is not listed.
+    Returns one :class:`~lightning_dlc.review.relabel.ExtractedFrames` per video.
+    """
+    from lightning_dlc.review.relabel import extract_marked_frames
+
+    return extract_marked_frames(config, dataset, reasons)
+
+
+# --------------------------------------------------------------------------- tracking and labeled videos
+def _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype) -> list[tuple]:
+    """(video, ``<folder>/<video stem><scorer>``) per video: where its analysis files are, named as
+    :func:`analyze_videos` names them (the scorer of the shuffle's snapshot). Videos named after the scorer
+    are this model's labeled videos (a folder holds them beside the analysis): left out."""
+    from lightning_dlc.inference.analyze import describe_snapshot, find_videos
+    from lightning_dlc.models.snapshot_files import load_snapshot
+    from lightning_dlc.project.analysis_files import output_prefix
+
+    path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
+    scorer = describe_snapshot(path, load_snapshot(path), cfg.path).scorer
+    return [(v, Path(destfolder or v.parent) / output_prefix(v, scorer)) for v in find_videos(videos, videotype)
+            if scorer not in v.stem]
+
+
+def convert_detections2tracklets(config, videos, videotype=None, shuffle: int = 1, trainingsetindex: int = 0,
+                                 overwrite: bool = False, destfolder=None, ignore_bodyparts=None,
+                                 track_method: str = "ellipse", snapshot="best", pcutoff: float = 0.1,
+                                 max_age: int = 3, min_similarity: float | None = None, box_slack: float = 0.0):
+    """DeepLabCut's convert_detections2tracklets: each video's ``_assemblies.pickle`` -> tracklets.
+
+    Writes ``<video><scorer>_<el|bx|sk>.pickle`` (``track_method`` ellipse, box or skeleton; see
+    :mod:`lightning_dlc.tracking.trackers`) beside the analysis files. Keypoints under ``pcutoff``
+    are ignored; ``ignore_bodyparts`` are not looked at by the tracker. Existing tracklets are kept
+    unless ``overwrite``. Returns the tracklet pickles' paths.
+    """
+    from lightning_dlc.tracking.pipeline import convert_to_tracklets
+
+    cfg = as_config(config)
+    return [convert_to_tracklets(prefix, track_method, cfg.meta(), overwrite=overwrite, pcutoff=pcutoff,
+                                 max_age=max_age, min_similarity=min_similarity, box_slack=box_slack,
+                                 ignore_bodyparts=ignore_bodyparts or ())
+            for _, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
+                                                videotype)]
+
+
+def stitch_tracklets(config, videos, videotype=None, shuffle: int = 1, trainingsetindex: int = 0,
+                     n_tracks: int | None = None, track_method: str = "ellipse", min_length: int = 5,
+                     split_tracklets: bool = True, max_gap: int | None = None, fill_gaps: int = 0,
+                     destfolder=None, save_as_csv: bool = False, overwrite: bool = False, snapshot="best",
+                     animal_names=None):
+    """DeepLabCut's stitch_tracklets: tracklets -> ``n_tracks`` whole-video tracks (min-cost flow).
+
+    ``n_tracks`` defaults to the number of individuals (``animal_names`` names the tracks; default
+    config.yaml's individuals). Writes ``<video><scorer>_<el|bx|sk>.h5`` (and ``.csv`` with
+    ``save_as_csv``); ``fill_gaps`` interpolates gaps up to that many frames. See
+    :mod:`lightning_dlc.tracking.stitch` for ``min_length``, ``split_tracklets`` and ``max_gap``.
+    Existing tracks are kept unless ``overwrite``. Returns the tracks' paths.
+    """
+    from dataclasses import replace
+
+    from lightning_dlc.tracking.pipeline import stitch_tracklet_file
+
+    cfg = as_config(config)
+    meta = cfg.meta() if animal_names is None else replace(cfg.meta(), individuals=tuple(animal_names))
+    return [stitch_tracklet_file(prefix, track_method, n_tracks, meta, min_length=min_length,
+                                 split_tracklets=split_tracklets, max_gap=max_gap, fill_gaps=fill_gaps,
+                                 save_as_csv=save_as_csv, overwrite=overwrite)
+            for _, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
+                                                videotype)]
+
+
+def _crop_offset(prefix: Path) -> tuple[float, float]:
+    """x1, y1 of the crop the video was analyzed with (``_meta.pickle``): analysis coordinates are the crop's."""
+    from lightning_dlc.project.errors import ProjectError
+    from lightning_dlc.tracking.files import load_pickle
+
+    try:
+        data = load_pickle(Path(f"{prefix}_meta.pickle"), "video analysis meta pickle")["data"]
+        x1, _, y1, _ = data["cropping_parameters"] if data.get("cropping") else (0, 0, 0, 0)
+        return float(x1), float(y1)
+    except (ProjectError, KeyError, TypeError, ValueError):
+        return 0.0, 0.0
+
+
+def create_labeled_video(config, videos, videotype=None, shuffle: int = 1, trainingsetindex: int = 0,
+                         destfolder=None, track_method: str = "ellipse", color_by: str = "bodypart",
+                         trailpoints: int = 0, draw_skeleton: bool = True, pcutoff: float | None = None,
+                         dotsize: int | None = None, keypoints_only: bool = False, overwrite: bool = False,
+                         snapshot="best"):
+    """DeepLabCut's create_labeled_video: each analyzed video with its keypoints drawn, as an H.264 mp4.
+
+    Draws the stitched tracks ``<video><scorer>_<el|bx|sk>.h5`` when they exist, else the analysis'
+    ``.h5``; writes ``<that .h5's name>[_bp|_id]_p<pcutoff x 100>_labeled.mp4`` beside it (DeepLabCut's
+    name). ``color_by`` bodypart or individual; ``trailpoints`` past positions; the skeleton of
+    config.yaml; points under ``pcutoff`` (config.yaml's) left out; ``keypoints_only``: on black.
+    An existing video is kept unless ``overwrite``. Returns the videos' paths.
+    """
+    from lightning_dlc.project.errors import ProjectError
+    from lightning_dlc.review.labeled_video import labeled_video
+    from lightning_dlc.tracking.files import tracks_path
+
+    cfg = as_config(config)
+    pcutoff = cfg.pcutoff if pcutoff is None else pcutoff
+    outputs = []
+    for video, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype):
+        tracked = tracks_path(prefix.parent, prefix.name, track_method)
+        h5 = tracked if cfg.multianimal and tracked.exists() else Path(f"{prefix}.h5")
+        if not h5.exists():
+            raise ProjectError(h5, "no such analysis file: analyze the video first (api.analyze_videos)")
+        tag = ("_id" if color_by == "individual" else "_bp") if cfg.multianimal else ""
+        out = h5.with_name(f"{h5.stem}{tag}_p{int(100 * pcutoff)}_labeled.mp4")
+        if out.exists() and not overwrite:
+            print(f"{out}: already made, kept (overwrite=True replaces it)")
+            outputs.append(out)
+            continue
+        outputs.append(labeled_video(video, h5, out, skeleton=cfg.skeleton if draw_skeleton else (),
+                                     color_by=color_by, pcutoff=pcutoff, dotsize=dotsize or _dotsize(cfg),
+                                     trail_points=trailpoints, keypoints_only=keypoints_only,
+                                     offset=_crop_offset(prefix), overwrite=overwrite))
+    return outputs
+
+
+def _dotsize(cfg) -> int:
+    """config.yaml's dotsize (DeepLabCut's marker size), 4 px when it has none."""
+    return int(cfg.data.get("dotsize") or 4)
+
+
+def create_video_with_all_detections(config, videos, videotype=None, shuffle: int = 1, trainingsetindex: int = 0,
+                                     destfolder=None, pcutoff: float = 0.1, dotsize: int | None = None,
+                                     overwrite: bool = False, snapshot="best"):
+    """DeepLabCut's create_video_with_all_detections: every assembly of the ``_assemblies.pickle`` (before
+    tracking) drawn on its frame, coloured by bodypart, in ``<video><scorer>_full.mp4``. Returns the paths."""
+    from lightning_dlc.review.labeled_video import video_with_all_detections
+    from lightning_dlc.tracking.files import read_assemblies
+
+    cfg = as_config(config)
+    outputs = []
+    for video, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype):
+        out = Path(f"{prefix}_full.mp4")
+        if out.exists() and not overwrite:
+            print(f"{out}: already made, kept (overwrite=True replaces it)")
+            outputs.append(out)
+            continue
+        assemblies, _ = read_assemblies(Path(f"{prefix}_assemblies.pickle"))
+        outputs.append(video_with_all_detections(video, assemblies, out, bodyparts=cfg.meta().bodyparts,
+                                                 skeleton=cfg.skeleton, pcutoff=pcutoff,
+                                                 dotsize=dotsize or _dotsize(cfg), offset=_crop_offset(prefix),
+                                                 overwrite=overwrite))
+    return outputs
+
+
+# --------------------------------------------------------------------------- re-identification
+def transformer_reID(config, videos, n_tracks: int | None = None, shuffle: int = 1, trainingsetindex: int = 0,
+                     track_method: str = "ellipse", train_epochs: int = 20, n_triplets: int = 1000,
+                     destfolder=None, videotype=None, snapshot="best", overwrite: bool = False,
+                     save_as_csv: bool = False, **options):
+    """DeepLabCut's transformer_reID: learn what each animal looks like from its tracklets, stitch with it.
+
+    Needs each video analyzed with ``analyze_videos(..., features=True)`` (the ``<video><scorer>_features.h5``:
+    backbone features at every keypoint, from the analysis' own forward pass). Per video: tracklets
+    (made with ``track_method`` if missing), ``n_triplets`` triplets mined from them, a small transformer
+    trained ``train_epochs`` epochs on them (TensorBoard logs beside the video, ``reid/``), then stitching
+    with its embedding distance added to the motion costs -> ``<video><scorer>_el_tr.h5``. ``options``:
+    ``test_fraction``, ``cost_weight``, ``min_keypoints``, ``seed``, ``log_dir`` and stitching's
+    ``min_length``, ``max_gap``, ``fill`` (see :func:`lightning_dlc.lit.reid.reid_video`). Returns one
+    :class:`~lightning_dlc.lit.reid.ReIDResult` per video (tracks path, held-out triplet accuracy).
+    """
+    from lightning_dlc.lit.reid import reid_video
+
+    cfg = as_config(config)
+    return [reid_video(prefix, track_method, cfg.meta(), n_tracks, train_epochs=train_epochs, n_triplets=n_triplets,
+                       overwrite=overwrite, save_as_csv=save_as_csv, **options)
+            for _, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
+                                                videotype)]

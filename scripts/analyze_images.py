@@ -7,7 +7,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_dlc.inference.analyze import analyze_images, snapshot_from_args
 
-VIDEO_ONLY = ("videos", "videotype", "reader", "compile", "crop", "chunk_frames", "blank_threshold")
+VIDEO_ONLY = ("videos", "videotype", "reader", "compile", "crop", "chunk_frames", "blank_threshold",
+              "auto_track", "track_method")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")

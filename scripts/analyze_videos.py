@@ -16,9 +16,15 @@ def main(cfg: DictConfig) -> None:
     videos, images = args.pop("videos"), args.pop("images")
     if images:
         sys.exit("images= is for scripts/analyze_images.py")
+    auto_track, track_method = args.pop("auto_track", False), args.pop("track_method", "ellipse")
     summaries = analyze_videos(snapshot, videos or [], **args)
     if not summaries:
         sys.exit("no videos given: videos=[/path/a.mp4,/path/folder]")
+    if auto_track:  # after analysis, from its files: inference knows nothing of tracking
+        from lightning_dlc.tracking.pipeline import track_analyzed_videos
+
+        for path in track_analyzed_videos(summaries, track_method, overwrite=args["overwrite"]):
+            print(f"tracks: {path}")
     if any(s.status == "failed" for s in summaries):
         sys.exit(1)
 

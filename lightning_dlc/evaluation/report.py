@@ -43,8 +43,8 @@ import torch
 
 from lightning_dlc.data.dataset import read_rgb
 from lightning_dlc.evaluation.metrics import compute_metrics
-from lightning_dlc.inference.predict import load_model, predict_dataset, resolve_device, snapshot_meta
-from lightning_dlc.models.snapshot_files import BEST, SNAPSHOT, snapshot_epoch
+from lightning_dlc.inference.predict import load_detector, load_model, predict_dataset, resolve_device, snapshot_meta
+from lightning_dlc.models.snapshot_files import BEST, DETECTOR, POSE, snapshot_epoch, snapshot_patterns
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
@@ -62,35 +62,38 @@ COMBINED_CSV = "CombinedEvaluation-results.csv"  # DeepLabCut's name
 DLC_INDEX = ["%Training dataset", "Shuffle number", "Training epochs", "Detector epochs (TD only)", "pcutoff"]
 RESULT_COLUMNS = ["snapshot", "epoch", "split", *METRICS, "pcutoff", "n_images", "scorer"]
 
-__all__ = ["COMBINED_CSV", "RESULTS_CSV", "SNAPSHOT_CHOICES", "evaluate_snapshots", "find_snapshots",
-           "net_name", "scorer_name"]
+__all__ = ["COMBINED_CSV", "RESULTS_CSV", "SNAPSHOT_CHOICES", "RunData", "evaluate_snapshots", "find_snapshots",
+           "ground_truth", "load_run_data", "net_name", "scorer_name", "snapshot_header"]
 
 
 # --------------------------------------------------------------------------- which snapshots
-def find_snapshots(run_dir: str | Path, which: str = "best") -> list[Path]:
+def find_snapshots(run_dir: str | Path, which: str = "best", prefix: str = POSE) -> list[Path]:
     """The snapshots of a run folder to evaluate.
 
     ``best``: ``snapshot-best-<epoch>.ckpt`` (the last one when no best was kept, e.g. a run
     without evaluation during training); ``last``: the regular snapshot of the highest epoch;
-    ``all``: every snapshot, by epoch.
+    ``all``: every snapshot, by epoch. ``prefix``: ``snapshot`` (pose models) or
+    ``snapshot-detector`` (a top-down run's detector).
     """
     if which not in SNAPSHOT_CHOICES:
         raise ValueError(f"snapshots must be one of {SNAPSHOT_CHOICES}, got {which!r}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ProjectError(run_dir, "no such run folder (expected outputs/YYYY-MM-DD/HH-MM-SS with snapshots)")
-    found = sorted(run_dir.glob("snapshot-*.ckpt"), key=lambda p: (snapshot_epoch(p), bool(BEST.search(p.name))))
-    regular = [p for p in found if SNAPSHOT.search(p.name)]
-    best = [p for p in found if BEST.search(p.name)]
+    regular_name, best_name = snapshot_patterns(prefix)
+    found = sorted((p for p in run_dir.glob(f"{prefix}-*.ckpt") if regular_name.search(p.name) or best_name.search(p.name)),
+                   key=lambda p: (snapshot_epoch(p), bool(best_name.search(p.name))))
+    regular = [p for p in found if regular_name.search(p.name)]
+    best = [p for p in found if best_name.search(p.name)]
     if not found:
-        raise ProjectError(run_dir, "holds no snapshots (snapshot-<epoch>.ckpt); train first, or name the "
+        raise ProjectError(run_dir, f"holds no snapshots ({prefix}-<epoch>.ckpt); train first, or name the "
                                     "run folder that holds them")
     if which == "all":
         return found
     if which == "best" and best:
         return best[-1:]
     if which == "best":
-        log.warning("%s: no snapshot-best-*.ckpt (no evaluation during training?); evaluating the last snapshot",
+        log.warning(f"%s: no {prefix}-best-*.ckpt (no evaluation during training?); evaluating the last snapshot",
                     run_dir)
     return (regular or best)[-1:]
 
@@ -110,7 +113,7 @@ def _snapshot_paths(snapshots, which: str) -> list[Path]:
     return paths
 
 
-def _header(path: Path) -> dict:
+def snapshot_header(path: Path) -> dict:
     """A snapshot's run config, metadata and epoch without reading its tensors (memory-mapped)."""
     try:
         snapshot = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -158,7 +161,9 @@ def scorer_name(net: str, task: str, shuffle: int | None, snapshot: Path, epoch:
 
 # --------------------------------------------------------------------------- the data a run trained on
 @dataclass
-class _Data:
+class RunData:
+    """The labeled data a run trained on, split as it was, with what evaluation needs to score it."""
+
     splits: dict[str, LabeledData]
     datasets: dict
     meta: ProjectMeta
@@ -171,7 +176,8 @@ class _Data:
     num_workers: int
 
 
-def _load_data(data_cfg: Mapping, project, pcutoff, num_workers, batch_size) -> _Data:
+def load_run_data(data_cfg: Mapping, project, pcutoff, num_workers, batch_size) -> RunData:
+    """A run's ``run_config["data"]`` -> its splits and datasets (``project``: where the data moved)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -199,13 +205,13 @@ def _load_data(data_cfg: Mapping, project, pcutoff, num_workers, batch_size) -> 
         cfg = ProjectConfig.read(dm.project)
         task, shuffle = f"{cfg.task}{cfg.date}", dm.shuffle
         fraction = cfg.training_fractions[dm.trainset_index]
-    return _Data(splits=dm.splits, datasets={"train": dm.train_set, "test": dm.test_set}, meta=dm.meta,
+    return RunData(splits=dm.splits, datasets={"train": dm.train_set, "test": dm.test_set}, meta=dm.meta,
                  pcutoff=0.6 if pcutoff is None else float(pcutoff), task=task, shuffle=shuffle,
                  train_fraction=float(fraction), pad_multiple=dm.pad_multiple,
                  batch_size=int(batch_size or dm.batch_size), num_workers=dm.num_workers)
 
 
-def _truth(records, meta: ProjectMeta) -> tuple[np.ndarray, np.ndarray]:
+def ground_truth(records, meta: ProjectMeta) -> tuple[np.ndarray, np.ndarray]:
     """Ground truth in original pixels: ``[n, N, K, 3]`` (NaN-padded individuals) and ``[n, U, 3]``."""
     n_ind, k, u = meta.max_individuals, len(meta.bodyparts), len(meta.unique_bodyparts)
     truth = np.full((len(records), n_ind, k, 3), np.nan, np.float32)
@@ -231,7 +237,7 @@ class _Target:
     images: Path  # this snapshot's labeled-images folder
 
 
-def _targets(path: Path, header: dict, data: _Data, out_dir: Path, dlc_image_names: bool) -> _Target:
+def _targets(path: Path, header: dict, data: RunData, out_dir: Path, dlc_image_names: bool) -> _Target:
     scorer = scorer_name(net_name(header["run_config"], path.parent), data.task, data.shuffle, path,
                          header["epoch"])
     images = out_dir / f"LabeledImages_{scorer}" if dlc_image_names else out_dir / "labeled-images" / path.stem
@@ -297,7 +303,7 @@ def _merge_combined(path: Path, row: pd.DataFrame) -> None:
     _write_csv(row.sort_index(), path)
 
 
-def _dlc_row(data: _Data, target: _Target, scores: dict[str, dict]) -> pd.DataFrame:
+def _dlc_row(data: RunData, target: _Target, scores: dict[str, dict]) -> pd.DataFrame:
     row = {"%Training dataset": data.train_fraction, "Shuffle number": data.shuffle if data.shuffle is not None
            else -1, "Training epochs": target.header["epoch"], "Detector epochs (TD only)": -1,
            "pcutoff": data.pcutoff}
@@ -354,16 +360,16 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     combined_csv = Path(combined_csv) if combined_csv is not None else out_dir / COMBINED_CSV
     device = resolve_device(device)
 
-    cache: dict[str, _Data] = {}
+    cache: dict[str, RunData] = {}
     targets = []
     for path in paths:
-        header = _header(path)
+        header = snapshot_header(path)
         data_cfg = header["run_config"].get("data")
         if not data_cfg:
             raise ProjectError(path, "its run_config has no data section: cannot tell which images it trained on")
         key = json.dumps(data_cfg, sort_keys=True, default=str)
         if key not in cache:
-            cache[key] = _load_data(data_cfg, project, pcutoff, num_workers, batch_size)
+            cache[key] = load_run_data(data_cfg, project, pcutoff, num_workers, batch_size)
         data = cache[key]
         if snapshot_meta(header) != data.meta:
             raise ProjectError(path, f"was trained on bodyparts/individuals {snapshot_meta(header)}, but the data "
@@ -393,9 +399,22 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     return results
 
 
-def _evaluate_one(target: _Target, data: _Data, out_dir: Path, combined_csv: Path, device, plotting: bool,
+def _run_detector(pose_snapshot: Path, device):
+    """A top-down run's best detector (its boxes are what inference uses), or None: labeled boxes."""
+    try:
+        path = find_snapshots(pose_snapshot.parent, "best", prefix=DETECTOR)[0]
+    except ProjectError:
+        log.warning("%s: no snapshot-detector-*.ckpt beside this top-down model: evaluating on crops of the "
+                    "labeled animals (ground-truth boxes)", pose_snapshot)
+        return None
+    log.info("%s: animals found by %s", pose_snapshot.name, path.name)
+    return load_detector(path, device)
+
+
+def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: Path, device, plotting: bool,
                   dlc_image_names: bool) -> pd.DataFrame:
     model = load_model(target.path, device)
+    detector = _run_detector(target.path, device) if model.top_down is not None else None
     channels_last = bool(target.header["run_config"].get("channels_last", False))
     oks_sigma = target.header["run_config"].get("oks_sigma", 0.1)
     meta = data.meta
@@ -409,8 +428,8 @@ def _evaluate_one(target: _Target, data: _Data, out_dir: Path, combined_csv: Pat
             continue
         predicted = predict_dataset(model, data.datasets[split], batch_size=data.batch_size,
                                     num_workers=data.num_workers, pad_multiple=data.pad_multiple,
-                                    channels_last=channels_last)
-        truth, unique_truth = _truth(records, meta)
+                                    channels_last=channels_last, detector=detector)
+        truth, unique_truth = ground_truth(records, meta)
         kwargs = {}
         if meta.unique_bodyparts:
             kwargs = {"unique_predictions": predicted["unique_bodypart"], "unique_ground_truth": unique_truth}

@@ -41,7 +41,7 @@ import pickle
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -51,9 +51,12 @@ import torch
 import torch.nn.functional as F
 
 from lightning_dlc.evaluation import report as _report  # module, not names: report imports inference
-from lightning_dlc.inference.predict import load_model, predict_batch, resolve_device
+from lightning_dlc.inference.features import (FeaturesWriter, capture_features, feature_layer,
+                                              features_at_predictions)
+from lightning_dlc.inference.predict import detect_boxes, load_detector, load_model, predict_batch, resolve_device
 from lightning_dlc.inference.video import open_video, parse_crop, probe_video
-from lightning_dlc.models.snapshot_files import load_snapshot, snapshot_epoch
+from lightning_dlc.models.detectors import Detector
+from lightning_dlc.models.snapshot_files import DETECTOR, load_snapshot, snapshot_epoch
 from lightning_dlc.models.pose_model import PoseModel
 from lightning_dlc.project import analysis_files as files
 from lightning_dlc.project.config import ProjectConfig
@@ -86,6 +89,7 @@ class ModelInfo:
     run_config: dict = field(default_factory=dict)
     iteration: int | None = None
     train_fraction: float | None = None
+    detector_snapshot: Path | None = None  # top-down models: the detector that finds the animals
 
 
 def _project_config(where, source) -> ProjectConfig | None:
@@ -189,13 +193,21 @@ class Predictor:
     eager, with a warning, if compiling fails). ``micro_batch``: images per network call (None: all
     on a GPU; on the CPU as many as keep the largest activation under 24 MB, 1-2 full video frames,
     with :func:`tune_malloc`: big batches there cost page faults, not speed).
+
+    Top-down models (``model.top_down``) read one crop per animal box: boxes the caller gives
+    (``predictor(frames, boxes=...)``, xyxy in the frames' pixels, ``[B, N, 4]``, NaN rows for
+    none), else the ``detector``'s ``max_individuals`` best boxes scoring at least
+    ``box_threshold``. Row n of the output is box n.
     """
 
     def __init__(self, model: PoseModel, device=None, precision="32", channels_last: bool = True,
                  compile: bool = False, pad_multiple: int = 32, resize: float | None = None,
-                 info: ModelInfo | None = None, micro_batch: int | None = None):
+                 info: ModelInfo | None = None, micro_batch: int | None = None, detector: Detector | None = None,
+                 box_threshold: float = 0.5):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.detector = detector.to(self.device).eval() if detector is not None else None
+        self.box_threshold = float(box_threshold)
         self.meta = model.meta
         self.precision = str(precision)
         self.autocast_dtype = _precision(precision)
@@ -213,19 +225,29 @@ class Predictor:
         if self.device.type == "cpu":
             tune_malloc()
 
-    def _micro(self, x: torch.Tensor) -> int:
+    @property
+    def top_down(self) -> bool:
+        return self.model.top_down is not None
+
+    def _micro(self, n: int, height: int, width: int) -> int:
+        """Images (or crops) of ``height x width`` per network call."""
         if self.micro_batch is not None:
             return self.micro_batch
         if self.device.type != "cpu":
-            return x.shape[0]
+            return n
         # A ResNet-like stem, 64 channels at half resolution, makes the largest activation per image.
-        per_image = 64 * (x.shape[-2] // 2) * (x.shape[-1] // 2) * (4 if self.autocast_dtype is None else 2)
+        per_image = 64 * (height // 2) * (width // 2) * (4 if self.autocast_dtype is None else 2)
         return max(1, _MICRO_BATCH_BYTES // per_image)
 
     @classmethod
     def from_snapshot(cls, snapshot, device=None, precision="32", channels_last: bool = True,
-                      compile: bool = False, project=None, micro_batch: int | None = None) -> "Predictor":
-        """The predictor of a snapshot file (or a run folder: its best snapshot)."""
+                      compile: bool = False, project=None, micro_batch: int | None = None, detector="auto",
+                      box_threshold: float = 0.5) -> "Predictor":
+        """The predictor of a snapshot file (or a run folder: its best snapshot).
+
+        ``detector`` (top-down models): ``auto`` = the best (else last) ``snapshot-detector-*.ckpt``
+        beside the snapshot, a detector snapshot file, or None (boxes must then be given).
+        """
         path = Path(snapshot)
         if path.is_dir():
             path = _report.find_snapshots(path, "best")[0]
@@ -235,20 +257,25 @@ class Predictor:
         model = load_model(contents, resolve_device(device))
         info = describe_snapshot(path, contents, project)
         data = info.run_config.get("data") or {}
+        detector_path = _detector_snapshot(path, detector) if model.top_down is not None else None
         return cls(model, device, precision, channels_last, compile, pad_multiple=data.get("pad_multiple") or 32,
-                   resize=data.get("resize"), info=info, micro_batch=micro_batch)
+                   resize=data.get("resize"), info=replace(info, detector_snapshot=detector_path),
+                   micro_batch=micro_batch, box_threshold=box_threshold,
+                   detector=load_detector(detector_path, resolve_device(device)) if detector_path else None)
 
     @property
     def scorer(self) -> str:
         return self.info.scorer
 
-    def output_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Per-image shapes of the outputs."""
+    def output_shapes(self, features: bool = False) -> dict[str, tuple[int, ...]]:
+        """Per-image shapes of the outputs (``features``: with the keypoint features)."""
         meta = self.meta
         shapes = {"bodypart": (meta.max_individuals, len(meta.bodyparts), 3),
                   "unique_bodypart": (len(meta.unique_bodyparts), 3)}
         if "identity" in self.model.heads:
             shapes["identity"] = (meta.max_individuals, len(meta.individuals))
+        if features:
+            shapes["features"] = (meta.max_individuals, len(meta.bodyparts), feature_layer(self.model)[2])
         return shapes
 
     def _prepare(self, images) -> tuple[torch.Tensor, float]:
@@ -272,40 +299,101 @@ class Predictor:
             x = F.pad(x, (0, pw, 0, ph))
         return x, scale
 
+    def _boxes(self, x: torch.Tensor, boxes, scale: float) -> torch.Tensor:
+        """Boxes ``[B, N, 4]`` in the pixels of the prepared frames ``x``: the caller's, else the detector's."""
+        if boxes is not None:
+            boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)[..., :4], device=x.device)
+            if boxes.ndim != 3 or boxes.shape[0] != x.shape[0]:
+                raise ValueError(f"boxes must be [B={x.shape[0]}, N, 4] (xyxy per frame), got {tuple(boxes.shape)}")
+            # resized frames: boxes move with the pixels (corners as points)
+            return boxes if scale == 1.0 else ((boxes + 0.5) * scale - 0.5)
+        if self.detector is None:
+            raise ValueError("this top-down model needs boxes: give boxes=..., or a detector snapshot "
+                             "(detector=.../snapshot-detector-NNN.ckpt; a run trained with detector=<name> has one)")
+        return detect_boxes(self.detector, x, self.meta.max_individuals, self.box_threshold)[..., :4]
+
+    def detect(self, images) -> np.ndarray:
+        """The detector's boxes ``[B, max_individuals, 5]`` (xyxy in the images' pixels, score), NaN rows for none."""
+        if self.detector is None:
+            raise ValueError("this predictor has no detector")
+        x, scale = self._prepare(images)
+        found = detect_boxes(self.detector, x, self.meta.max_individuals, self.box_threshold)
+        found[..., :4] = (found[..., :4] + 0.5) / scale - 0.5
+        return found.cpu().numpy()
+
     @torch.no_grad()
-    def __call__(self, images) -> dict[str, np.ndarray]:
+    def __call__(self, images, boxes=None, features: bool = False) -> dict[str, np.ndarray]:
+        """Predictions; with ``features``, also ``out["features"]`` ``[B, N, K, D]`` float32: the feature
+        map at each keypoint from the same forward pass (:mod:`~lightning_dlc.inference.features`)."""
+        if features:
+            feature_layer(self.model)  # a clear error for top-down models, before any work
         x, scale = self._prepare(images)
         n = x.shape[0]
+        if self.top_down:
+            boxes = self._boxes(x, boxes, scale)
         if self.compile:  # one static batch size: the last, smaller batch is padded, not recompiled
             self._static_batch = max(self._static_batch or n, n)
             if n < self._static_batch:
                 x = torch.cat([x, x.new_zeros((self._static_batch - n, *x.shape[1:]))])
+                if boxes is not None:
+                    boxes = torch.cat([boxes, boxes.new_full((self._static_batch - n, *boxes.shape[1:]), float("nan"))])
         try:
-            out = self._run(x, scale)
+            out = self._run(x, scale, boxes, features)
         except Exception as e:
             if self._checked or self._net is self.model:
                 raise
             log.warning("torch.compile failed (%s: %s); running the model eagerly", type(e).__name__,
                         str(e).splitlines()[0] if str(e) else "")
             self._net, self.compile = self.model, False
-            out = self._run(x[:n], scale)
+            out = self._run(x[:n], scale, boxes[:n] if boxes is not None else None, features)
         self._checked = True
         return {k: v[:n] for k, v in out.items()}
 
-    def _run(self, x: torch.Tensor, scale: float) -> dict[str, np.ndarray]:
-        step = self._micro(x)
-        parts = [predict_batch(self._net, x[i: i + step], scale, self.channels_last, self.autocast_dtype)
-                 for i in range(0, x.shape[0], step)]
+    def _run(self, x: torch.Tensor, scale: float, boxes: torch.Tensor | None = None,
+             features: bool = False) -> dict[str, np.ndarray]:
+        if boxes is not None:  # top-down: the crops are what goes through the network in micro-batches
+            crop_h, crop_w = self.model.top_down.crop_size
+            parts = [predict_batch(self._net, x, scale, self.channels_last, self.autocast_dtype, boxes=boxes,
+                                   micro_batch=self._micro(boxes.shape[0] * boxes.shape[1], crop_h, crop_w))]
+        else:
+            step = self._micro(x.shape[0], x.shape[-2], x.shape[-1])
+            parts = [self._predict_part(x[i: i + step], scale, features) for i in range(0, x.shape[0], step)]
         return {k: torch.cat([p[k] for p in parts]).float().cpu().numpy() for k in parts[0]}
 
-    def predict_images(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    def _predict_part(self, x: torch.Tensor, scale: float, features: bool) -> dict[str, torch.Tensor]:
+        if not features:
+            return predict_batch(self._net, x, scale, self.channels_last, self.autocast_dtype)
+        # eager model: a hook added per call would make a compiled one recompile every time
+        with capture_features(self.model) as maps:
+            out = predict_batch(self.model, x, scale, self.channels_last, self.autocast_dtype)
+        out["features"] = features_at_predictions(maps[-1], out["bodypart"], scale, feature_layer(self.model)[3])
+        return out
+
+    def predict_images(self, images: Sequence[np.ndarray], boxes=None) -> dict[str, np.ndarray]:
         """Images of any sizes (uint8 ``[H, W, 3]`` RGB) in one batch: zero-padded at the bottom and right."""
         h = max(im.shape[0] for im in images)
         w = max(im.shape[1] for im in images)
         batch = np.zeros((len(images), h, w, 3), np.uint8)
         for i, im in enumerate(images):
             batch[i, : im.shape[0], : im.shape[1]] = im
-        return self(batch)
+        return self(batch, boxes)
+
+
+def _detector_snapshot(pose_snapshot: Path, detector) -> Path | None:
+    """The detector snapshot a top-down predictor uses (see :meth:`Predictor.from_snapshot`)."""
+    if detector is None:
+        return None
+    if str(detector) != "auto":
+        path = Path(detector)
+        if not path.is_file():
+            raise ProjectError(path, "no such detector snapshot file")
+        return path
+    try:
+        return _report.find_snapshots(pose_snapshot.parent, "best", prefix=DETECTOR)[0]
+    except ProjectError:
+        log.warning("%s: a top-down model with no snapshot-detector-*.ckpt beside it: give boxes, or "
+                    "detector=<a detector snapshot>", pose_snapshot)
+        return None
 
 
 def snapshot_from_args(run=None, snapshot="best") -> Path:
@@ -320,12 +408,32 @@ def snapshot_from_args(run=None, snapshot="best") -> Path:
     return _report.find_snapshots(run, snapshot or "best")[0]
 
 
-def _predictor(model, device=None, precision="32", channels_last=True, compile=False, project=None) -> Predictor:
+def _predictor(model, device=None, precision="32", channels_last=True, compile=False, project=None,
+               detector="auto", box_threshold: float = 0.5) -> Predictor:
     if isinstance(model, Predictor):
         return model
     if isinstance(model, PoseModel):
-        return Predictor(model, device, precision, channels_last, compile)
-    return Predictor.from_snapshot(model, device, precision, channels_last, compile, project)
+        return Predictor(model, device, precision, channels_last, compile, box_threshold=box_threshold,
+                         detector=load_detector(detector, resolve_device(device)) if detector not in (None, "auto")
+                         else None)
+    return Predictor.from_snapshot(model, device, precision, channels_last, compile, project, detector=detector,
+                                   box_threshold=box_threshold)
+
+
+def read_boxes(boxes, n_frames: int | None = None, where: str = "boxes") -> np.ndarray | None:
+    """User boxes for a top-down model: an array or ``.npy`` file ``[n_frames, N, 4 or 5]`` (xyxy[, score])."""
+    if boxes is None:
+        return None
+    if isinstance(boxes, (str, Path)):
+        path = Path(boxes)
+        if not path.is_file():
+            raise ProjectError(path, "no such boxes file (a .npy array [n_frames, n_boxes, 4], xyxy in pixels)")
+        boxes, where = np.load(path, allow_pickle=False), str(path)
+    boxes = np.asarray(boxes, dtype=np.float32)
+    if boxes.ndim != 3 or boxes.shape[-1] not in (4, 5) or (n_frames is not None and len(boxes) != n_frames):
+        raise ValueError(f"{where}: boxes must be [n_frames{'=' + str(n_frames) if n_frames else ''}, n_boxes, 4 or 5] "
+                         f"(xyxy[, score] per frame, NaN rows for none), got {boxes.shape}")
+    return boxes[..., :4]
 
 
 # --------------------------------------------------------------------------- partial results
@@ -450,7 +558,8 @@ def _file_id(path: Path) -> dict:
 def _output_paths(out_dir: Path, prefix: str) -> dict[str, Path]:
     return {"h5": out_dir / f"{prefix}.h5", "csv": out_dir / f"{prefix}.csv",
             "full": out_dir / f"{prefix}_full.pickle", "meta": out_dir / f"{prefix}_meta.pickle",
-            "assemblies": out_dir / f"{prefix}_assemblies.pickle", "partial": out_dir / f"{prefix}.partial"}
+            "assemblies": out_dir / f"{prefix}_assemblies.pickle", "partial": out_dir / f"{prefix}.partial",
+            "features": out_dir / f"{prefix}_features.h5"}
 
 
 def _paf_graph(predictor: Predictor):
@@ -466,7 +575,8 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
                   precision="32", channels_last: bool = True, compile: bool = False, crop=None,
                   overwrite: bool = False, save_as_csv: bool = False, chunk_frames: int = 1000,
                   blank_threshold: int | None = 4, progress: bool = True, project=None,
-                  verbose: bool = True) -> VideoSummary:
+                  verbose: bool = True, detector="auto", box_threshold: float = 0.5, boxes=None,
+                  features: bool = False) -> VideoSummary:
     """Predict every frame of one video and write DeepLabCut's files (see the module doc).
 
     Args:
@@ -485,14 +595,20 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
             (NaN row, no model call); None: predict every decoded frame.
         project: the run's config.yaml if the project moved since training (for the scorer name).
         verbose: print the summary line.
+        detector, box_threshold: for top-down models, the detector snapshot (``auto``: the run's)
+            and the score its boxes need (see :meth:`Predictor.from_snapshot`).
+        boxes: for top-down models, your boxes instead of a detector's: ``[n_frames, N, 4]`` (an
+            array or a ``.npy`` file), xyxy in the video's pixels, NaN rows where fewer animals.
+        features: also write ``<prefix>_features.h5``, the feature map at every keypoint, taken in the
+            same forward pass (for re-identification; :mod:`~lightning_dlc.inference.features`).
 
     Returns a :class:`VideoSummary`; raises :class:`~lightning_dlc.inference.video.VideoError` (naming
     the file) for a missing or unreadable video.
     """
-    predictor = _predictor(model, device, precision, channels_last, compile, project)
+    predictor = _predictor(model, device, precision, channels_last, compile, project, detector, box_threshold)
     summary = _analyze(predictor, Path(video), destfolder, batch_size=batch_size, reader=reader, crop=crop,
                        overwrite=overwrite, save_as_csv=save_as_csv, chunk_frames=chunk_frames,
-                       blank_threshold=blank_threshold, progress=progress)
+                       blank_threshold=blank_threshold, progress=progress, boxes=boxes, features=features)
     _report_line(summary.line(), verbose)
     return summary
 
@@ -505,12 +621,16 @@ def _report_line(line: str, verbose: bool) -> None:
 
 
 def _analyze(predictor: Predictor, video: Path, destfolder, *, batch_size: int, reader: str, crop,
-             overwrite: bool, save_as_csv: bool, chunk_frames: int, blank_threshold, progress: bool) -> VideoSummary:
+             overwrite: bool, save_as_csv: bool, chunk_frames: int, blank_threshold, progress: bool,
+             boxes=None, features: bool = False) -> VideoSummary:
     if int(batch_size) < 1 or int(chunk_frames) < 1:
         raise ValueError(f"batch_size and chunk_frames must be >= 1, got {batch_size}, {chunk_frames}")
     batch_size = int(batch_size)
     info = probe_video(video)  # VideoError naming the file if missing or unreadable
     box = parse_crop(crop, info)
+    user_boxes = read_boxes(boxes, info.n_frames, f"boxes for {video}")
+    if user_boxes is not None and box:  # boxes are in the full frame's pixels; the model sees the crop
+        user_boxes = user_boxes - np.array([box[0], box[2], box[0], box[2]], np.float32)
     scorer = predictor.scorer
     out_dir = Path(destfolder) if destfolder else video.parent
     paths = _output_paths(out_dir, files.output_prefix(video, scorer))
@@ -523,14 +643,18 @@ def _analyze(predictor: Predictor, video: Path, destfolder, *, batch_size: int, 
     state = {"version": _STATE_VERSION, "video": str(video), "video_file": _file_id(video),
              "n_frames": info.n_frames, "scorer": scorer,
              "snapshot": _file_id(snapshot) if snapshot is not None else None,
+             "detector": _file_id(predictor.info.detector_snapshot) if predictor.info.detector_snapshot else None,
+             "boxes": "user" if user_boxes is not None else None,
              "crop": list(box) if box else None, "precision": str(predictor.autocast_dtype),
-             "blank_threshold": blank_threshold, "chunk_frames": chunk}
+             "blank_threshold": blank_threshold, "chunk_frames": chunk,
+             **({"features": True} if features else {})}  # absent when off: earlier partial results still resume
     partial = _Partial(paths["partial"], state)
     done, chunk = partial.resume()
     started = time.time()
 
-    shapes = predictor.output_shapes()
-    buffer = {name: np.full((chunk, *shape), np.nan, np.float32) for name, shape in shapes.items()}
+    shapes = predictor.output_shapes(features)
+    buffer = {name: np.full((chunk, *shape), np.nan, np.float16 if name == "features" else np.float32)
+              for name, shape in shapes.items()}
     buffer["status"] = np.zeros(chunk, np.uint8)
     fill, first = 0, done
     t0 = time.perf_counter()
@@ -549,7 +673,8 @@ def _analyze(predictor: Predictor, video: Path, destfolder, *, batch_size: int, 
                 status[(status == OK) & (spread <= int(blank_threshold))] = BLANK
             run = status == OK
             if run.any():
-                out = predictor(batch.frames)
+                frame_boxes = user_boxes[batch.indices.numpy()] if user_boxes is not None else None
+                out = predictor(batch.frames, frame_boxes, features)
                 for value in out.values():
                     value[~run] = np.nan
             else:
@@ -583,7 +708,7 @@ def _analyze(predictor: Predictor, video: Path, destfolder, *, batch_size: int, 
     del buffer
 
     counts = _write_outputs(predictor, partial, paths, info, box, batch_size, save_as_csv, started,
-                            {"reader": backend, "precision": predictor.precision})
+                            {"reader": backend, "precision": predictor.precision}, features)
     partial.remove()
     return VideoSummary(str(video), "resumed" if done else "analyzed", h5=str(paths["h5"]), scorer=scorer,
                         frames=info.n_frames, invalid_frames=counts["invalid"], blank_frames=counts["blank"],
@@ -600,7 +725,7 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
 
 
 def _write_outputs(predictor: Predictor, partial: _Partial, paths: dict[str, Path], info, box, batch_size: int,
-                   save_as_csv: bool, started: float, extra: dict) -> dict[str, int]:
+                   save_as_csv: bool, started: float, extra: dict, features: bool = False) -> dict[str, int]:
     """Stream the chunks into the final files: temporary names, renamed together (the .h5 last)."""
     meta = predictor.meta
     n = info.n_frames
@@ -610,7 +735,8 @@ def _write_outputs(predictor: Predictor, partial: _Partial, paths: dict[str, Pat
     invalid, blank, empty = _Ranges(), _Ranges(), _Ranges()
     with contextlib.ExitStack() as stack:
         tmp = {"h5": stack.enter_context(atomic_path(paths["h5"], overwrite=True))}  # renamed last
-        names = ["full", "meta", *(["assemblies"] if multi else []), *(["csv"] if save_as_csv else [])]
+        names = ["full", "meta", *(["assemblies"] if multi else []), *(["csv"] if save_as_csv else []),
+                 *(["features"] if features else [])]
         for name in names:
             tmp[name] = stack.enter_context(atomic_path(paths[name], overwrite=True))
         writer = stack.enter_context(PredictionsWriter(tmp["h5"], tmp.get("csv")))
@@ -624,6 +750,7 @@ def _write_outputs(predictor: Predictor, partial: _Partial, paths: dict[str, Pat
                 for first, arrays in partial:
                     assemblies.update(files.unique_items(first, arrays["unique_bodypart"]))
             assemblies.end()
+        feature_file = stack.enter_context(_features_writer(predictor, tmp["features"])) if features else None
         rows = 0
         for first, arrays in partial:
             count = len(arrays["status"])
@@ -641,6 +768,8 @@ def _write_outputs(predictor: Predictor, partial: _Partial, paths: dict[str, Pat
             full.update(files.full_items(first, bodypart, arrays["unique_bodypart"], width, identity))
             if assemblies is not None:
                 assemblies.update(files.assembly_items(first, bodypart, identity))
+            if feature_file is not None:
+                feature_file.append(arrays["features"], bodypart)
             rows += count
         if rows != n:
             raise RuntimeError(f"{info.path}: {rows} frames of results for {n} frames; the partial results in "
@@ -648,6 +777,8 @@ def _write_outputs(predictor: Predictor, partial: _Partial, paths: dict[str, Pat
         full.close()
         if assemblies is not None:
             assemblies.close()
+        if feature_file is not None:
+            feature_file.close()
         run_extra = {"lightning_dlc": {
             **extra, "snapshot": str(predictor.info.snapshot) if predictor.info.snapshot else None,
             "invalid_frames": invalid.ranges, "blank_frames": blank.ranges, "empty_frames": empty.ranges,
@@ -660,6 +791,14 @@ def _write_outputs(predictor: Predictor, partial: _Partial, paths: dict[str, Pat
         with open(tmp["meta"], "wb") as f:
             pickle.dump(metadata, f, pickle.HIGHEST_PROTOCOL)
     return {"invalid": invalid.total, "blank": blank.total, "empty": empty.total}
+
+
+def _features_writer(predictor: Predictor, path: Path) -> FeaturesWriter:
+    meta = predictor.meta
+    _, layer, channels, stride = feature_layer(predictor.model)
+    attrs = {"layer": layer, "stride": stride, "channels": channels, "sampling": "bilinear",
+             "scorer": predictor.scorer, "bodyparts": list(meta.bodyparts)}
+    return FeaturesWriter(path, (meta.max_individuals, len(meta.bodyparts), channels), attrs)
 
 
 # --------------------------------------------------------------------------- several videos
@@ -687,19 +826,22 @@ def find_videos(videos, videotype: str | Sequence[str] | None = None) -> list[Pa
 
 def analyze_videos(model, videos, destfolder=None, *, videotype=None, device=None, precision="32",
                    channels_last: bool = True, compile: bool = False, project=None, verbose: bool = True,
-                   **options) -> list[VideoSummary]:
+                   detector="auto", box_threshold: float = 0.5, **options) -> list[VideoSummary]:
     """:func:`analyze_video` for each video (files or folders), with one model loaded once.
 
     A video that fails (missing, unreadable, ...) is logged with its path and reported in its
     summary (``status="failed"``, ``error``); the other videos still run. Options are those of
-    :func:`analyze_video`. Returns one :class:`VideoSummary` per video, in order.
+    :func:`analyze_video`; ``boxes`` (top-down models) maps each video's path or file name to its boxes.
+    Returns one :class:`VideoSummary` per video, in order.
     """
     paths = find_videos(videos, videotype)
-    predictor = _predictor(model, device, precision, channels_last, compile, project)
+    predictor = _predictor(model, device, precision, channels_last, compile, project, detector, box_threshold)
+    boxes_by_video = options.pop("boxes", None) or {}
     summaries = []
     for video in paths:
         try:
-            summary = _analyze(predictor, video, destfolder, **_video_options(options))
+            boxes = boxes_by_video.get(str(video), boxes_by_video.get(video.name))
+            summary = _analyze(predictor, video, destfolder, boxes=boxes, **_video_options(options))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:
@@ -715,7 +857,7 @@ def analyze_videos(model, videos, destfolder=None, *, videotype=None, device=Non
 
 def _video_options(options: dict) -> dict:
     defaults = {"batch_size": 8, "reader": "auto", "crop": None, "overwrite": False, "save_as_csv": False,
-                "chunk_frames": 1000, "blank_threshold": 4, "progress": True}
+                "chunk_frames": 1000, "blank_threshold": 4, "progress": True, "features": False}
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise TypeError(f"unknown options {unknown}; known: {sorted(defaults)}")
@@ -750,7 +892,8 @@ def _json_points(array: np.ndarray):
 
 def analyze_images(model, images_or_folder, destfolder=None, *, batch_size: int = 8, device=None,
                    precision="32", channels_last: bool = True, overwrite: bool = False, save_as_csv: bool = False,
-                   project=None, progress: bool = True, verbose: bool = True) -> Path | None:
+                   project=None, progress: bool = True, verbose: bool = True, detector="auto",
+                   box_threshold: float = 0.5) -> Path | None:
     """Predict images of any size and write DeepLabCut's ``image_predictions_<scorer>.h5`` and a ``.json``.
 
     images_or_folder: an image, a folder (its ``.png``, ``.jpg``... files) or a list of them. Images
@@ -761,8 +904,9 @@ def analyze_images(model, images_or_folder, destfolder=None, *, batch_size: int 
     null where missing), ``unique_bodyparts`` and ``identity``. An unreadable image is logged and
     gets NaN (null) predictions. Output goes to ``destfolder`` (default: the folder, or the first
     image's). An existing .h5 is kept unless ``overwrite``. Returns the .h5 path (None: no images).
+    Top-down models find the animals with ``detector`` (``auto``: the run's) as in :func:`analyze_video`.
     """
-    predictor = _predictor(model, device, precision, channels_last, False, project)
+    predictor = _predictor(model, device, precision, channels_last, False, project, detector, box_threshold)
     paths = find_images(images_or_folder)
     if not paths:
         log.warning("%s: no images (%s)", images_or_folder, ", ".join(IMAGE_EXTENSIONS))

@@ -19,12 +19,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_dlc.data.dataset import collate_pose, to_original_pixels
+from lightning_dlc.models.detectors import Detector
 from lightning_dlc.models.snapshot_files import load_snapshot
 from lightning_dlc.models.pose_model import PoseModel, model_from_config
-from lightning_dlc.models.preprocess import normalize_images
+from lightning_dlc.models.preprocess import normalize_images, run_network
 from lightning_dlc.project.records import ProjectMeta
 
-__all__ = ["load_model", "predict_batch", "predict_dataset", "resolve_device", "snapshot_meta"]
+__all__ = ["detect_boxes", "load_detector", "load_model", "predict_batch", "predict_dataset", "resolve_device",
+           "snapshot_meta"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -82,32 +84,62 @@ def load_model(snapshot: str | Path | Mapping, device: str | torch.device | None
     return model.to(resolve_device(device)).eval()
 
 
-def _as_float(outputs):
-    if isinstance(outputs, Mapping):
-        return {k: _as_float(v) for k, v in outputs.items()}
-    return outputs.float() if torch.is_tensor(outputs) and outputs.is_floating_point() else outputs
+def load_detector(snapshot: str | Path, device: str | torch.device | None = "cpu") -> Detector:
+    """The detector of a top-down run's ``snapshot-detector-NNN.ckpt``, in eval mode."""
+    header = load_snapshot(snapshot)
+    detector_cfg = ((header.get("run_config") or {}).get("detector") or {}).get("model")
+    if "state_dict" not in header or not detector_cfg:
+        raise ValueError(f"{snapshot}: not a lightning_dlc detector snapshot (no run_config.detector.model); "
+                         "detector snapshots are the snapshot-detector-NNN.ckpt files of a top-down run")
+    from hydra.utils import instantiate
+
+    # built empty, then the snapshot's weights (build_detector's loader matches BatchNorm layouts)
+    detector = instantiate({**_no_downloads(detector_cfg), "weights": str(snapshot)})
+    return detector.to(resolve_device(device)).eval()
+
+
+@torch.no_grad()
+def detect_boxes(detector: Detector, images: torch.Tensor, max_boxes: int, min_score: float = 0.0) -> torch.Tensor:
+    """The ``max_boxes`` highest-scoring boxes per image scoring at least ``min_score``: ``[B, max_boxes, 5]``
+    (xyxy in the images' pixels, score), NaN rows where fewer were found. ``images``: uint8 ``[B, 3, H, W]``."""
+    x = images.float() / 255 if not images.is_floating_point() else images.float()
+    found = detector(list(x.to(next(detector.parameters()).device)))
+    out = torch.full((len(found), max_boxes, 5), float("nan"), device=images.device)
+    for i, image_found in enumerate(found):
+        keep = image_found["scores"] >= min_score
+        scores, order = image_found["scores"][keep].sort(descending=True)
+        chosen = order[:max_boxes]
+        out[i, : len(chosen), :4] = image_found["boxes"][keep][chosen].to(out)
+        out[i, : len(chosen), 4] = scores[: len(chosen)].to(out)
+    return out
 
 
 @torch.no_grad()
 def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | float = 1.0,
-                  channels_last: bool = False, autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+                  channels_last: bool = False, autocast_dtype: torch.dtype | None = None,
+                  boxes: torch.Tensor | None = None, micro_batch: int | None = None) -> dict[str, torch.Tensor]:
     """One batch of uint8 ``[B, 3, H, W]`` images -> predictions in the original images' pixels.
 
     ``scale`` is the factor the images were resized by (per image or one number; 1 = as read).
     ``autocast_dtype`` (``torch.bfloat16``, ``torch.float16``): run the network under autocast in
     that precision; its outputs are decoded (peaks, assembly) in float32.
+    A top-down model (``model.top_down``) reads one crop per box of ``boxes [B, N, 4]`` (xyxy in
+    the pixels of ``images``, NaN rows = no animal; from a detector or the user), ``micro_batch``
+    crops at a time; row n of the output is box n.
     Returns ``bodypart`` ``[B, N, K, 3]`` (x, y, score), ``unique_bodypart`` ``[B, U, 3]`` (U = 0
-    without unique bodyparts) and, with an identity head, ``identity`` ``[B, N, n_identities]``;
+    without unique bodyparts; NaN where the model has no head for them) and, with an identity head, ``identity`` ``[B, N, n_identities]``;
     float32 tensors on the model's device. Missing keypoints are NaN.
     """
     device = next(model.parameters()).device
-    x = normalize_images(images.to(device, non_blocking=True), channels_last)
-    if autocast_dtype is None:
-        outputs = model(x)
+    images = images.to(device, non_blocking=True)
+    top_down = getattr(model, "top_down", None)
+    if top_down is not None:
+        if boxes is None:
+            raise ValueError("a top-down model needs boxes: a detector's (Predictor with detector=) or the user's")
+        predicted = {"bodypart": top_down.predict(model, images, boxes, model.meta.max_individuals, channels_last,
+                                                  autocast_dtype, micro_batch)}
     else:
-        with torch.autocast(device.type, dtype=autocast_dtype):
-            outputs = _as_float(model(x))
-    predicted = model.predict(outputs)
+        predicted = model.predict(run_network(model, normalize_images(images, channels_last), autocast_dtype))
     scale = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1)
 
     def original(points: torch.Tensor) -> torch.Tensor:  # [B, M, K, 3]
@@ -120,7 +152,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
     if "unique_bodypart" in predicted:
         out["unique_bodypart"] = original(predicted["unique_bodypart"])[:, 0]
     else:
-        out["unique_bodypart"] = out["bodypart"].new_zeros((b, 0, 3))
+        # none learned (top-down models read crops of one animal): NaN, in the project's shape
+        out["unique_bodypart"] = out["bodypart"].new_full((b, len(model.meta.unique_bodyparts), 3), float("nan"))
     if "identity" in predicted:
         out["identity"] = predicted["identity"].float()
     return out
@@ -128,13 +161,16 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
 
 def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                     device: str | torch.device | None = None, num_workers: int = 0, pad_multiple: int = 32,
-                    channels_last: bool = False) -> dict[str, np.ndarray]:
+                    channels_last: bool = False, detector: Detector | None = None,
+                    box_threshold: float = 0.5) -> dict[str, np.ndarray]:
     """Predict every item of a :class:`~lightning_dlc.data.dataset.PoseDataset` (or any dataset of its items).
 
     ``device``: where to run (None: where the model is; ``auto``: CUDA if available). Returns numpy
     float32 arrays in the dataset's order, in original image pixels: ``bodypart``
     ``[n_images, N, K, 3]``, ``unique_bodypart`` ``[n_images, U, 3]`` and, with an identity head,
-    ``identity`` ``[n_images, N, n_identities]``.
+    ``identity`` ``[n_images, N, n_identities]``. A top-down model reads the crops of the
+    ``detector``'s boxes (scoring at least ``box_threshold``), or without a detector those of the
+    labeled animals (keypoints + the model's margin), as its validation during training does.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -150,7 +186,12 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                         collate_fn=functools.partial(collate_pose, pad_multiple=pad_multiple))
     try:
         for batch in loader:
-            predicted = predict_batch(model, batch["image"], batch["scale"], channels_last)
+            boxes = None
+            if model.top_down is not None and detector is not None:
+                boxes = detect_boxes(detector, batch["image"], meta.max_individuals, box_threshold)[..., :4]
+            elif model.top_down is not None:
+                boxes = model.top_down.label_boxes(batch["keypoints"], batch["sizes"], batch["scale"])
+            predicted = predict_batch(model, batch["image"], batch["scale"], channels_last, boxes=boxes)
             index = batch["index"].numpy()
             for key, value in predicted.items():
                 value = value.cpu().numpy()

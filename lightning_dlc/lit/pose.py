@@ -68,9 +68,17 @@ class PoseModule(L.LightningModule):
         return self.model(self.prepare(images))
 
     # ---- training -----------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        images = batch["image"].float() / 255
-        keypoints, unique = batch["keypoints"], batch["unique_keypoints"]
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        top_down = self.model.top_down
+        if top_down is not None:  # one jittered crop per labeled animal, cropped from the raw images
+            crops = top_down.training_crops(batch["image"], batch["keypoints"], batch["sizes"], batch["scale"])
+            if not len(crops.images):
+                return None  # no animal in this batch: nothing to learn, the step is skipped
+            images, keypoints = crops.images.float() / 255, crops.keypoints
+            unique = keypoints.new_zeros((len(images), 0, 3))
+        else:
+            images = batch["image"].float() / 255
+            keypoints, unique = batch["keypoints"], batch["unique_keypoints"]
         if self.augment is not None:
             images, keypoints, unique = self.augment(images, keypoints, unique)
         outputs = self.model(self.prepare(images))
@@ -90,8 +98,15 @@ class PoseModule(L.LightningModule):
 
     # ---- validation: predictions gathered, then the evaluation metrics ---------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        outputs = self(batch["image"])
-        predicted = self.model.predict(outputs)["bodypart"]  # [B, N, K, 3] input pixels
+        top_down = self.model.top_down
+        if top_down is not None:  # crops at the labeled animals' boxes, as DeepLabCut validates top-down models
+            boxes = top_down.label_boxes(batch["keypoints"], batch["sizes"], batch["scale"])
+            predicted = top_down.predict(self.model, batch["image"], boxes, batch["keypoints"].shape[1],
+                                         self.channels_last)
+            outputs = None
+        else:
+            outputs = self(batch["image"])
+            predicted = self.model.predict(outputs)["bodypart"]  # [B, N, K, 3] input pixels
         scale = batch["scale"].to(predicted.dtype).view(-1, 1, 1, 1)
 
         def original(points: torch.Tensor) -> torch.Tensor:  # back to the original image's pixels
@@ -121,13 +136,15 @@ class PoseModule(L.LightningModule):
         return (hasattr(experiment, "add_image") and not self.trainer.sanity_checking
                 and (self.current_epoch + 1) % interval == 0)
 
-    def _log_images(self, batch: dict, outputs: dict, predicted: torch.Tensor) -> None:
+    def _log_images(self, batch: dict, outputs: dict | None, predicted: torch.Tensor) -> None:
         """The first image of the batch: predictions (input pixels, as drawn) and heatmaps."""
-        head = self.model.heads["bodypart"]
-        bodypart_outputs = outputs["bodypart"]
         experiment, step = self.logger.experiment, self.current_epoch + 1
         image = batch["image"][0]
         experiment.add_image("val/predictions", keypoint_image(image, predicted[0], batch["keypoints"][0]), step)
+        if outputs is None:  # top-down: heatmaps are per crop
+            return
+        head = self.model.heads["bodypart"]
+        bodypart_outputs = outputs["bodypart"]
         if "heatmap" in bodypart_outputs:
             targets = head.targets(batch["keypoints"][:1].float(), {k: v[:1] for k, v in bodypart_outputs.items()})
             experiment.add_image("val/target_heatmaps", heatmap_image(image, targets["heatmap"][0]), step)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
-from lightning_dlc.models.snapshot_files import SNAPSHOT, load_snapshot, snapshot_epoch
+from lightning_dlc.models.snapshot_files import POSE, load_snapshot, snapshot_epoch, snapshot_patterns
 
 __all__ = ["Snapshots", "load_snapshot", "snapshot_epoch"]
 log = logging.getLogger(__name__)
@@ -21,12 +21,13 @@ class Snapshots(L.Callback):
     ``save_optimizer_state`` the files are full Lightning checkpoints (resume with
     ``ckpt_path=``); without it, weights only (smaller, but training cannot resume from them).
     ``key_metric`` names a logged metric (``test.mAP``, ``test.rmse``); ``key_metric_asc``:
-    True when higher is better.
+    True when higher is better. ``prefix``: ``snapshot``, or ``snapshot-detector`` for a top-down
+    run's detector (``snapshot-detector-020.ckpt``, as DeepLabCut names them).
     """
 
     def __init__(self, dirpath: str | Path, save_epochs: int = 25, max_snapshots: int = 5,
                  key_metric: str | None = "test.mAP", key_metric_asc: bool = True,
-                 save_optimizer_state: bool = True):
+                 save_optimizer_state: bool = True, prefix: str = POSE):
         if save_epochs < 1 or max_snapshots < 1:
             raise ValueError(f"snapshots: save_epochs and max_snapshots must be >= 1, got {save_epochs}, "
                              f"{max_snapshots}")
@@ -34,6 +35,8 @@ class Snapshots(L.Callback):
         self.save_epochs, self.max_snapshots = save_epochs, max_snapshots
         self.key_metric, self.key_metric_asc = key_metric, key_metric_asc
         self.weights_only = not save_optimizer_state
+        self.prefix = prefix
+        self._regular_name, self._best_name = snapshot_patterns(prefix)
         self.best: float | None = None
 
     def state_dict(self) -> dict:
@@ -62,8 +65,9 @@ class Snapshots(L.Callback):
         if not better:
             return
         self.best = value
-        old = list(self.dirpath.glob("snapshot-best-*.ckpt")) if trainer.is_global_zero else []
-        path = self._save(trainer, f"snapshot-best-{trainer.current_epoch + 1:03d}.ckpt")
+        old = [p for p in self.dirpath.glob(f"{self.prefix}-best-*.ckpt")
+               if self._best_name.search(p.name)] if trainer.is_global_zero else []
+        path = self._save(trainer, f"{self.prefix}-best-{trainer.current_epoch + 1:03d}.ckpt")
         for stale in old:
             if stale != path:
                 stale.unlink(missing_ok=True)
@@ -74,10 +78,10 @@ class Snapshots(L.Callback):
         last = epoch >= (trainer.max_epochs or math.inf)
         if epoch % self.save_epochs and not last:
             return
-        self._save(trainer, f"snapshot-{epoch:03d}.ckpt")
+        self._save(trainer, f"{self.prefix}-{epoch:03d}.ckpt")
         if trainer.is_global_zero:
-            kept = sorted(self.dirpath.glob("snapshot-*.ckpt"), key=snapshot_epoch)
-            kept = [p for p in kept if SNAPSHOT.search(p.name)]
+            kept = sorted(self.dirpath.glob(f"{self.prefix}-*.ckpt"), key=snapshot_epoch)
+            kept = [p for p in kept if self._regular_name.search(p.name)]
             for stale in kept[:-self.max_snapshots]:
                 stale.unlink(missing_ok=True)
 

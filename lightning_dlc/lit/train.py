@@ -1,7 +1,10 @@
 """``train(cfg)``: a composed config in, a trained run folder and its key metric out.
 
 ``scripts/train.py`` (Hydra) and :func:`lightning_dlc.api.train_network` both call it; it is
-importable and testable without Hydra's command line.
+importable and testable without Hydra's command line. A top-down run (``model=top_down_*`` or
+``rtmpose_*`` with ``detector=<name>``) trains in two stages, the detector first
+(``snapshot-detector-NNN.ckpt``), then the pose model (``snapshot-NNN.ckpt``), in one run folder;
+``stages=[detector]`` or ``stages=[pose]`` trains one of them.
 """
 from __future__ import annotations
 
@@ -14,9 +17,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from lightning_dlc.lit.detector import DetectorModule
 from lightning_dlc.lit.pose import PoseModule
 from lightning_dlc.lit.snapshots import Snapshots
 from lightning_dlc.models.pose_model import model_from_config
+from lightning_dlc.models.snapshot_files import DETECTOR
+
+STAGES = ("detector", "pose")
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,8 @@ def build_module(cfg: DictConfig, datamodule) -> PoseModule:
     meta = datamodule.load_meta()
     model = model_from_config(cfg.model, meta)
     augment = _optional(cfg.get("augment"))
+    # top-down models see crops already cut to size: augmentation must not crop them again
+    crop = {"crop_size": None} if model.top_down is not None and augment is not None else {}
     scheduler = _optional(cfg.get("scheduler"))
     pcutoff = cfg.get("pcutoff")
     if pcutoff is None:
@@ -39,8 +48,8 @@ def build_module(cfg: DictConfig, datamodule) -> PoseModule:
         model=model,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(scheduler) if scheduler is not None else None,
-        augment=instantiate(augment, bodyparts=list(meta.bodyparts),
-                            unique_bodyparts=list(meta.unique_bodyparts)) if augment is not None else None,
+        augment=instantiate(augment, bodyparts=list(meta.bodyparts), unique_bodyparts=list(meta.unique_bodyparts),
+                            **crop) if augment is not None else None,
         pcutoff=float(pcutoff),
         oks_sigma=cfg.oks_sigma,
         image_log_interval=cfg.image_log_interval,
@@ -50,15 +59,67 @@ def build_module(cfg: DictConfig, datamodule) -> PoseModule:
     )
 
 
-def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
-    snapshots = Snapshots(output_dir, **cfg.snapshots)
+def build_detector_module(cfg: DictConfig, datamodule) -> DetectorModule:
+    """The detector stage's module: ``detector.model`` trained as ``detector.train`` says."""
+    meta = datamodule.load_meta()
+    train = cfg.detector.train
+    augment = _optional(cfg.get("augment"))
+    scheduler = _optional(train.get("scheduler"))
+    return DetectorModule(
+        detector=instantiate(cfg.detector.model),
+        optimizer=instantiate(train.optimizer) if _optional(train.get("optimizer")) is not None else None,
+        scheduler=instantiate(scheduler) if scheduler is not None else None,
+        augment=instantiate(augment, bodyparts=list(meta.bodyparts),
+                            unique_bodyparts=list(meta.unique_bodyparts)) if augment is not None else None,
+        margin=train.margin,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path, stage: str = "pose") -> L.Trainer:
+    """The Trainer of one stage; the detector's has its own epochs, snapshots and logger version."""
     loggers = _optional(cfg.get("logger"))
-    logger = instantiate(loggers) if loggers is not None else False
+    overrides: dict = {}
+    if stage == "detector":
+        train = cfg.detector.train
+        snapshots = Snapshots(output_dir, save_epochs=train.save_epochs, max_snapshots=train.max_snapshots,
+                              key_metric=train.key_metric, key_metric_asc=True,
+                              save_optimizer_state=cfg.snapshots.save_optimizer_state, prefix=DETECTOR)
+        eval_interval = train.eval_interval
+        overrides["max_epochs"] = train.epochs
+        if eval_interval:
+            overrides["check_val_every_n_epoch"] = eval_interval
+        # TensorBoard / CSV: the detector's curves in a "detector" folder beside the pose model's
+        logger = instantiate(loggers, **({"version": "detector"} if "version" in loggers else {})) if loggers else False
+    else:
+        snapshots = Snapshots(output_dir, **cfg.snapshots)
+        eval_interval = cfg.eval_interval
+        logger = instantiate(loggers) if loggers is not None else False
     callbacks = [snapshots] + ([LearningRateMonitor("epoch")] if logger else [])
-    overrides = {}
-    if not cfg.eval_interval:  # 0 = never evaluate during training
-        overrides = {"limit_val_batches": 0, "check_val_every_n_epoch": 1}
+    if not eval_interval:  # 0 = never evaluate during training
+        overrides.update(limit_val_batches=0, check_val_every_n_epoch=1)
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
+
+
+def stages_to_train(cfg: DictConfig) -> list[str]:
+    """The stages ``cfg.stages`` asks for that this model and detector have; errors for contradictions."""
+    stages = list(cfg.get("stages") or STAGES)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"stages must be a list of {list(STAGES)}, got {stages}")
+    top_down = cfg.model.get("top_down") is not None
+    has_detector = _optional(cfg.get("detector")) is not None
+    if has_detector and not top_down:
+        raise ValueError(f"detector={cfg.detector.model.name} serves top-down models, but the model is bottom-up: "
+                         "choose model=top_down_resnet_50 (or top_down_hrnet_w32, rtmpose_m, ...), or detector=none")
+    if "detector" in stages and not has_detector:
+        if stages == ["detector"]:
+            raise ValueError("stages=[detector] needs a detector: detector=fasterrcnn_mobilenet_v3_large_fpn, ...")
+        if top_down:
+            log.warning("top-down model without a detector (detector=none): only the pose model trains; "
+                        "inference then needs boxes (a detector snapshot or boxes you give)")
+        stages.remove("detector")
+    return stages
 
 
 def check_preset(cfg: DictConfig) -> None:
@@ -70,28 +131,64 @@ def check_preset(cfg: DictConfig) -> None:
             "experiment=dlc data.project=/path/to/config.yaml (COCO: experiment=coco).")
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Train as ``cfg`` says; return the final ``snapshots.key_metric`` (for sweepers), or None."""
-    check_preset(cfg)
-    output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True)
+def _final_metrics(trainer: L.Trainer, module, datamodule, eval_interval: int, name: str) -> dict[str, float]:
+    """The test metrics after training: the last validation's if it was the last epoch, else one more."""
+    if not eval_interval:
+        return {}
+    epochs = trainer.current_epoch
+    evaluated_last = epochs > 0 and epochs % eval_interval == 0 and name in trainer.callback_metrics
+    final = trainer.callback_metrics if evaluated_last else trainer.validate(module, datamodule=datamodule,
+                                                                             verbose=False)[0]
+    return {k: float(v) for k, v in final.items() if k.startswith("test.")}
+
+
+def _report(trainer: L.Trainer, output_dir: Path, what: str, metrics: dict, names: tuple[str, ...]) -> None:
+    if trainer.is_global_zero:
+        shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in names if k in metrics)
+        print(f"Trained {trainer.current_epoch} epochs{what} in {output_dir}: "
+              f"{shown or 'no evaluation (eval_interval=0)'}")
+
+
+def train_detector(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """The detector stage: returns its final box metrics (``test.bbox_mAP``, ...)."""
+    batch_size = cfg.detector.train.get("batch_size")
+    datamodule = instantiate(cfg.data, **({"batch_size": batch_size} if batch_size else {}))
+    module = build_detector_module(cfg, datamodule)
+    trainer = build_trainer(cfg, output_dir, stage="detector")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.detector.train.get("ckpt_path"))
+    metrics = _final_metrics(trainer, module, datamodule, cfg.detector.train.eval_interval, "test.bbox_mAP")
+    _report(trainer, output_dir, " of the detector", metrics,
+            ("test.bbox_mAP", "test.bbox_mAR", "test.bbox_mAP50", "test.bbox_mAP75"))
+    return metrics
+
+
+def train_pose(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """The pose stage: returns its final test metrics (``test.rmse``, ``test.mAP``, ...)."""
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg, output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = _final_metrics(trainer, module, datamodule, cfg.eval_interval, "test.rmse")
+    _report(trainer, output_dir, "", metrics, ("test.rmse", "test.rmse_pcutoff", "test.mAP", "test.mAR"))
+    return metrics
 
-    metrics = {}
-    if cfg.eval_interval:
-        epochs = trainer.current_epoch
-        evaluated_last = epochs > 0 and epochs % cfg.eval_interval == 0 and "test.rmse" in trainer.callback_metrics
-        # the last epoch's validation already holds the final numbers; otherwise evaluate once more
-        final = trainer.callback_metrics if evaluated_last else trainer.validate(module, datamodule=datamodule,
-                                                                                 verbose=False)[0]
-        metrics = {k: float(v) for k, v in final.items() if k.startswith("test.")}
-    if trainer.is_global_zero:
-        shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("test.rmse", "test.rmse_pcutoff", "test.mAP", "test.mAR")
-                          if k in metrics)
-        print(f"Trained {trainer.current_epoch} epochs in {output_dir}: {shown or 'no evaluation (eval_interval=0)'}")
-    value = metrics.get(cfg.snapshots.key_metric)
+
+def train(cfg: DictConfig) -> float | None:
+    """Train as ``cfg`` says; return the final ``snapshots.key_metric`` (for sweepers), or None.
+
+    A detector-only run (``stages=[detector]``) returns ``detector.train.key_metric``.
+    """
+    check_preset(cfg)
+    stages = stages_to_train(cfg)
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    metrics, key = {}, cfg.snapshots.key_metric
+    if "detector" in stages:
+        metrics = train_detector(cfg, output_dir)
+        key = cfg.detector.train.key_metric
+    if "pose" in stages:
+        L.seed_everything(cfg.seed, workers=True)
+        metrics, key = train_pose(cfg, output_dir), cfg.snapshots.key_metric
+    value = metrics.get(key)
     return value if value is not None and math.isfinite(value) else None

@@ -29,7 +29,7 @@ SSD = ("ssdlite320_mobilenet_v3_large",)
 DETECTORS = FASTER_RCNN + SSD
 COCO_CLASSES = 91  # torchvision's COCO heads: background + 90 category ids
 
-HINT = ("set detector.pretrained=false to train the detector from scratch, or detector.weights=PATH to "
+HINT = ("set detector.model.pretrained=false to train the detector from scratch, or detector.model.weights=PATH to "
         "load a local checkpoint (e.g. torchvision's COCO file for this detector, downloaded elsewhere)")
 
 # Keys of the class-scoring layers in torchvision's state dicts.
@@ -214,8 +214,8 @@ def build_detector(
         n_classes: object classes besides background (1: "animal").
         pretrained: start from torchvision's COCO weights (downloaded once into the torch hub
             cache); the class head keeps COCO's background and first ``n_classes`` classes.
-            When they cannot be fetched: a RuntimeError saying to set ``detector.pretrained=false``
-            or ``detector.weights=PATH``.
+            When they cannot be fetched: a RuntimeError saying to set ``detector.model.pretrained=false``
+            or ``detector.model.weights=PATH``.
         weights: a local checkpoint (see :func:`load_detector_weights`); replaces the download.
         box_score_threshold: detections scoring less are dropped at inference (DeepLabCut: 0.01).
         max_detections: at most this many boxes per image at inference.

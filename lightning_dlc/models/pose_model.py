@@ -1,6 +1,7 @@
 """PoseModel = backbone + optional neck + named heads, each head owning targets, loss and predictor."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from functools import partial
 
@@ -8,7 +9,10 @@ import torch
 from torch import nn
 
 from lightning_dlc.models.heads.identity import assign_identities
+from lightning_dlc.models.top_down import TopDown
 from lightning_dlc.project.records import ProjectMeta
+
+log = logging.getLogger(__name__)
 
 # What each head role learns: the size argument its head takes, and that size for a project
 # (0 = the project has nothing for this role, and the head is not built).
@@ -27,7 +31,7 @@ def model_from_config(cfg, meta: ProjectMeta) -> PoseModel:
 
 
 def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
-                     neck: Callable[..., nn.Module] | None = None) -> PoseModel:
+                     neck: Callable[..., nn.Module] | None = None, top_down: Mapping | None = None) -> PoseModel:
     """The model a named config describes, fitted to a project (the target of ``conf/model/*.yaml``).
 
     ``heads`` holds ``single`` (roles for a one-animal project: a heatmap head in DeepLabCut)
@@ -35,11 +39,20 @@ def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
     and ``identity`` heads, built only when the project has unique bodyparts or
     ``identity: true``. A head whose ``edges`` is ``"skeleton"`` learns the project's
     skeleton instead of the full graph.
+
+    ``top_down`` (the arguments of :class:`~lightning_dlc.models.top_down.TopDown`: crop size,
+    margin, box jitter) makes a top-down model: the ``single`` heads read one animal per crop, for
+    any project; unique bodyparts and identity are not learned from crops.
     """
     unknown = set(heads) - {"single", "multi", *ROLES}
     if unknown:
         raise ValueError(f"unknown keys in model.heads: {sorted(unknown)}; "
                          f"expected single, multi and optional {sorted(set(ROLES) - {'bodypart'})}")
+    if top_down is not None:
+        if meta.unique_bodyparts or meta.identity:
+            log.warning("top-down model: unique bodyparts %s and identity are not learned from animal crops "
+                        "(their predictions are NaN); a bottom-up model learns them", list(meta.unique_bodyparts))
+        return PoseModel(backbone, {"bodypart": heads["single"]["bodypart"]}, meta, neck, TopDown(**top_down))
     chosen = dict(heads["multi" if meta.multianimal else "single"])
     chosen.update({role: factory for role, factory in heads.items() if role in ROLES and factory is not None})
     for role, factory in chosen.items():
@@ -67,9 +80,10 @@ class PoseModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, heads: dict[str, Callable[..., nn.Module]], meta: ProjectMeta,
-                 neck: Callable[..., nn.Module] | None = None):
+                 neck: Callable[..., nn.Module] | None = None, top_down: TopDown | None = None):
         super().__init__()
         self.meta = meta
+        self.top_down = top_down  # None: bottom-up (whole images); else it reads one animal per crop
         self.backbone = backbone
         channels, stride = backbone.out_channels, backbone.stride
         self.neck = neck(in_channels=channels, in_stride=stride) if neck is not None else None
@@ -112,7 +126,8 @@ class PoseModel(nn.Module):
         probabilities ``[B, n_individuals, n_identities]`` and ``bodypart`` rows are reordered
         so row n is the animal recognised as individual n (``individuals`` in config.yaml).
         """
-        predictions = {role: head.predict(outputs[role], 1 if role == "unique_bodypart" else self.meta.max_individuals)
+        animals = 1 if self.top_down is not None else self.meta.max_individuals
+        predictions = {role: head.predict(outputs[role], 1 if role == "unique_bodypart" else animals)
                        for role, head in self.heads.items() if role != "identity"}
         if "identity" in self.heads:
             probs = self.heads["identity"].predict(outputs["identity"], predictions["bodypart"])

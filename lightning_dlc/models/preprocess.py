@@ -1,4 +1,4 @@
-"""Image normalization shared by training (``PoseModule``) and inference (``inference.predict``)."""
+"""What happens to images on their way into a network and to its outputs on the way out (training and inference)."""
 from __future__ import annotations
 
 import torch
@@ -15,3 +15,17 @@ def normalize_images(images: torch.Tensor, channels_last: bool = False) -> torch
     std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _as_float(outputs):
+    if isinstance(outputs, dict):
+        return {k: _as_float(v) for k, v in outputs.items()}
+    return outputs.float() if torch.is_tensor(outputs) and outputs.is_floating_point() else outputs
+
+
+def run_network(net, x: torch.Tensor, autocast_dtype: torch.dtype | None = None):
+    """``net(x)``, under autocast in ``autocast_dtype`` if given; outputs in float32 for decoding."""
+    if autocast_dtype is None:
+        return net(x)
+    with torch.autocast(x.device.type, dtype=autocast_dtype):
+        return _as_float(net(x))

@@ -80,8 +80,9 @@ def merged_labels_path(cfg: ProjectConfig) -> Path:
     return cfg.training_datasets_dir / f"CollectedData_{cfg.scorer}.h5"
 
 
-class _ArraysOnly(pickle.Unpickler):
-    """Documentation pickles are DeepLabCut's format; load them without running arbitrary code."""
+class ArraysOnlyUnpickler(pickle.Unpickler):
+    """Loads DeepLabCut's pickles (documentation, tracking) without running arbitrary code: numpy arrays and
+    builtin containers only; subclasses widen ``find_class`` for what else they need."""
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -109,7 +110,7 @@ def read_shuffle(config: str | Path | ProjectConfig, shuffle: int = 1, trainset_
                                  "create it with create_training_dataset")
     try:
         with open(path, "rb") as f:
-            _, train, test, stored_fraction = _ArraysOnly(f).load()
+            _, train, test, stored_fraction = ArraysOnlyUnpickler(f).load()
     except Exception as e:
         raise ProjectError(path, f"not a readable DeepLabCut Documentation pickle: {e}") from e
     return Shuffle(shuffle, float(stored_fraction),

@@ -28,7 +28,7 @@ def targets(*boxes):
 
 @pytest.mark.parametrize("name", DETECTORS)
 def test_config_builds_a_detector_that_trains_and_predicts(name):
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = OmegaConf.load(CONF / f"{name}.yaml").model
     assert cfg.pretrained is True and cfg.weights is None  # COCO weights by default
     torch.manual_seed(0)
     detector = instantiate(cfg, pretrained=False, **SMALL[name])
@@ -111,7 +111,7 @@ def test_offline_pretrained_error_says_what_to_do(name, monkeypatch, tmp_path):
     with pytest.raises(RuntimeError) as error:
         build_detector(name, pretrained=True)
     message = str(error.value)
-    assert name in message and "detector.pretrained=false" in message and "detector.weights=PATH" in message
+    assert name in message and "detector.model.pretrained=false" in message and "detector.model.weights=PATH" in message
     assert "no network" in message
 
 

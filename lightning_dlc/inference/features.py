@@ -1,0 +1,172 @@
+"""Backbone features at detected keypoints, taken in the analysis' own forward pass, and their file.
+
+Re-identification needs what the network saw at each keypoint. The feature map is the output of the
+pose model's neck (the backbone's when there is none), caught by a forward hook while the model
+predicts, so no second pass over the video is made.
+
+Sampling: keypoints are mapped from the frame's pixels to the network input's (``resize_points``:
+resize only; padding is at the bottom and right, so it moves nothing), then read **bilinearly**
+between the four nearest cell centres. A cell ``i`` at stride ``s`` covers input pixels
+``[i s, (i + 1) s)`` and has its centre at ``(i + 0.5) s - 0.5``, the mapping every head uses
+(:func:`~lightning_dlc.models.heads.heatmap_targets.grid_to_pixels`); points past the outer cell
+centres take the border cells' values. The map covers the padded input exactly (``pad_multiple`` is a
+multiple of the stride), which is what makes ``grid_sample``'s ``align_corners=False`` this mapping.
+
+File ``<video><scorer>_features.h5`` (PyTables, beside the other outputs):
+
+- ``/features``: float16 ``[n_frames, n_individuals, n_bodyparts, D]``, NaN where no keypoint;
+- ``/keypoints``: float32 ``[n_frames, n_individuals, n_bodyparts, 3]``: the points they were read at
+  (the ``.h5``'s x, y, likelihood), so tracklets find their rows by position;
+- attributes ``layer``, ``stride``, ``channels``, ``sampling``, ``scorer``, ``bodyparts``.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lightning_dlc.data.dataset import resize_points
+from lightning_dlc.project.errors import ProjectError
+
+__all__ = ["FeaturesFile", "FeaturesWriter", "capture_features", "feature_layer", "features_path",
+           "sample_at_keypoints", "features_at_predictions"]
+
+SAMPLING = "bilinear"
+_CHUNK_FRAMES = 256  # frames read at once when a whole file is walked
+
+
+def features_path(prefix: str | Path) -> Path:
+    """``<prefix>_features.h5`` (prefix: ``<folder>/<video stem><scorer>``)."""
+    return Path(f"{prefix}_features.h5")
+
+
+def feature_layer(model) -> tuple[torch.nn.Module, str, int, int]:
+    """(module, its name, channels, stride) of the map features are read from: the neck's, else the backbone's."""
+    if model.top_down is not None:
+        raise ValueError("keypoint features are read from whole-frame feature maps; a top-down model sees one "
+                         "crop per animal (use a bottom-up model for re-identification)")
+    if model.neck is not None:
+        return model.neck, "neck", int(model.neck.out_channels), int(model.neck.stride)
+    return model.backbone, "backbone", int(model.backbone.out_channels), int(model.backbone.stride)
+
+
+@contextlib.contextmanager
+def capture_features(model) -> Iterator[list[torch.Tensor]]:
+    """Within the block, every output of the feature layer is appended to the list it yields."""
+    module = feature_layer(model)[0]
+    maps: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _module, _inputs, output: maps.append(output))
+    try:
+        yield maps
+    finally:
+        handle.remove()
+
+
+def sample_at_keypoints(feature_map: torch.Tensor, xy: torch.Tensor, stride: int) -> torch.Tensor:
+    """Bilinear features ``[B, N, K, D]`` (float32) at points ``xy [B, N, K, 2]`` in network-input pixels;
+    NaN where a point is NaN. ``feature_map``: ``[B, D, h, w]`` covering ``h * stride`` x ``w * stride`` pixels."""
+    b, n, k, _ = xy.shape
+    h, w = feature_map.shape[-2:]
+    size = xy.new_tensor([w * stride, h * stride])
+    grid = (2 * xy.float() + 1) / size - 1                        # pixel centres -> grid_sample's [-1, 1]
+    missing = ~torch.isfinite(grid).all(-1)
+    grid = torch.where(missing[..., None], torch.zeros_like(grid), grid)
+    out = F.grid_sample(feature_map.float(), grid.reshape(b, n * k, 1, 2), mode=SAMPLING,
+                        padding_mode="border", align_corners=False)  # [B, D, N*K, 1]
+    out = out[..., 0].permute(0, 2, 1).reshape(b, n, k, -1)
+    return out.masked_fill(missing[..., None], float("nan"))
+
+
+def features_at_predictions(feature_map: torch.Tensor, keypoints: torch.Tensor, scale, stride: int) -> torch.Tensor:
+    """Features at predicted keypoints ``[B, N, K, 3]`` given in the frames' pixels (``predict_batch``'s
+    output), for frames that were resized by ``scale`` before the network."""
+    scale = torch.as_tensor(scale, dtype=torch.float32, device=keypoints.device).reshape(-1, 1, 1, 1)
+    xy = resize_points(keypoints[..., :2].float().to(feature_map.device), scale.to(feature_map.device))
+    return sample_at_keypoints(feature_map, xy, stride)
+
+
+class FeaturesWriter:
+    """Appends chunks of features and keypoints to ``<prefix>_features.h5`` (open on a temporary path:
+    the caller renames it into place, as the other outputs)."""
+
+    def __init__(self, path: str | Path, shape: Sequence[int], attrs: dict):
+        import tables
+
+        self._file = tables.open_file(str(path), "w")
+        filters = tables.Filters(complevel=1, complib="blosc:lz4")
+        n, k, d = shape
+        self._features = self._file.create_earray("/", "features", tables.Float16Atom(), (0, n, k, d),
+                                                  filters=filters, chunkshape=(1, n, k, d))
+        self._keypoints = self._file.create_earray("/", "keypoints", tables.Float32Atom(), (0, n, k, 3),
+                                                   filters=filters)
+        for key, value in attrs.items():
+            self._file.root._v_attrs[key] = value
+
+    def append(self, features: np.ndarray, keypoints: np.ndarray) -> None:
+        self._features.append(np.asarray(features, np.float16))
+        self._keypoints.append(np.asarray(keypoints, np.float32))
+
+    def close(self) -> None:
+        if self._file.isopen:
+            self._file.close()
+
+    def __enter__(self) -> "FeaturesWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FeaturesFile:
+    """A features file opened for reading: ``keypoints`` in memory, features read on demand."""
+
+    def __init__(self, path: str | Path):
+        import tables
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ProjectError(self.path, "no keypoint features: analyze the video with features=True "
+                                          "(api.analyze_videos(config, videos, features=True, overwrite=True))")
+        self._file = tables.open_file(str(self.path), "r")
+        try:
+            self.keypoints = self._file.root.keypoints[:]
+            attrs = self._file.root._v_attrs
+            self.attrs = {key: attrs[key] for key in attrs._v_attrnamesuser}
+            self._features = self._file.root.features
+        except tables.NoSuchNodeError as e:
+            self._file.close()
+            raise ProjectError(self.path, f"not a keypoint features file ({e})") from e
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._features.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, frames: np.ndarray, individuals: np.ndarray) -> np.ndarray:
+        """float32 ``[M, K, D]`` for pairs (frame, individual row)."""
+        frames, individuals = np.asarray(frames, np.int64), np.asarray(individuals, np.int64)
+        unique, inverse = np.unique(frames, return_inverse=True)
+        if not len(unique):
+            return np.zeros((0, *self.shape[2:]), np.float32)
+        read = np.stack([self._features[int(f)] for f in unique])  # one stored chunk per frame
+        return read[inverse.ravel(), individuals].astype(np.float32)
+
+    def chunks(self, size: int = _CHUNK_FRAMES) -> Iterator[tuple[int, np.ndarray]]:
+        """(first frame, float32 ``[n, N, K, D]``) over the whole file."""
+        for first in range(0, len(self), size):
+            yield first, self._features[first: first + size].astype(np.float32)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "FeaturesFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,141 @@
+"""Top-down pose: one fixed-size crop per animal box, the pose model on the crops, keypoints back in image pixels.
+
+The same function crops in training and in inference (:func:`lightning_dlc.data.crops.crop_images`
+on the raw uint8 images; the crops are normalized afterwards by
+:func:`lightning_dlc.models.preprocess.normalize_images`), so a crop looks the same to the model
+whether its box came from the labels, a detector or the user. Boxes are expanded to the crop's
+aspect ratio about their centres (never shrunk), and predictions map back through the exact
+inverse of the crop transform.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lightning_dlc.data.crops import DEFAULT_MARGIN, boxes_with_margin, crop_images, crop_transforms, from_crop, to_crop
+from lightning_dlc.models.preprocess import normalize_images, run_network
+
+
+@dataclass
+class Crops:
+    """The crops of a batch: ``images [M, C, h, w]``, each from image ``image_index[M]`` and box
+    ``individual[M]`` of it, with ``transforms [M, 4]`` (crop -> image pixels) and, in training,
+    the labels in crop pixels ``keypoints [M, 1, K, 3]``."""
+
+    images: torch.Tensor
+    transforms: torch.Tensor
+    image_index: torch.Tensor
+    individual: torch.Tensor
+    keypoints: torch.Tensor | None = None
+
+
+class TopDown:
+    """How a top-down pose model sees animals (the ``top_down`` entry of a model config).
+
+    Args:
+        crop_size: ``(height, width)`` of every crop (DeepLabCut: 256 x 256; RTMPose 256 x 192).
+        margin: pixels (of the original image) around an animal's labeled keypoints for its
+            training box; the detector learns boxes with the same margin (DeepLabCut's bbox_margin).
+        jitter_shift: in training, box centres move by up to this fraction of the box size, ...
+        jitter_scale: ... and box sides scale by a factor in ``[1 - s, 1 + s]``, so the model
+            learns detector boxes that are off by a little.
+    """
+
+    def __init__(self, crop_size: Sequence[int] = (256, 256), margin: float = DEFAULT_MARGIN,
+                 jitter_shift: float = 0.1, jitter_scale: float = 0.1):
+        h, w = (int(v) for v in crop_size)
+        if h < 8 or w < 8:
+            raise ValueError(f"top_down.crop_size must be (height, width) of at least 8 pixels, got {crop_size}")
+        if margin < 0 or not 0 <= jitter_shift < 1 or not 0 <= jitter_scale < 1:
+            raise ValueError(f"top_down: margin >= 0 and jitters in [0, 1) expected, got margin={margin}, "
+                             f"jitter_shift={jitter_shift}, jitter_scale={jitter_scale}")
+        self.crop_size = (h, w)
+        self.margin, self.jitter_shift, self.jitter_scale = float(margin), float(jitter_shift), float(jitter_scale)
+
+    def __repr__(self) -> str:
+        return (f"TopDown(crop_size={self.crop_size}, margin={self.margin}, jitter_shift={self.jitter_shift}, "
+                f"jitter_scale={self.jitter_scale})")
+
+    # ---- boxes -----------------------------------------------------------------------------
+    def label_boxes(self, keypoints: torch.Tensor, sizes: torch.Tensor, scale: torch.Tensor | float = 1.0
+                    ) -> torch.Tensor:
+        """Boxes ``[B, N, 4]`` around each individual's labels + margin (the detector's targets too)."""
+        scale = torch.as_tensor(scale, dtype=torch.float32, device=keypoints.device).reshape(-1, 1)
+        return boxes_with_margin(keypoints, self.margin * scale, size=sizes[:, None, :].to(keypoints.device))
+
+    def jitter(self, boxes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Boxes moved and rescaled at random (drawn on the CPU generator, so CPU and GPU runs agree)."""
+        if not (self.jitter_shift or self.jitter_scale):
+            return boxes
+        draws = torch.rand((*boxes.shape[:-1], 3), generator=generator).to(boxes.device, boxes.dtype) * 2 - 1
+        centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+        half = (boxes[..., 2:] - boxes[..., :2]) / 2
+        centre = centre + draws[..., :2] * self.jitter_shift * 2 * half
+        half = half * (1 + draws[..., 2:] * self.jitter_scale)
+        return torch.cat([centre - half, centre + half], -1)
+
+    # ---- crops -------------------------------------------------------------------------------
+    def crops(self, images: torch.Tensor, boxes: torch.Tensor) -> Crops:
+        """One crop per finite box of ``boxes [B, N, 4]`` (image pixels) from ``images [B, C, H, W]``."""
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=images.device)
+        if boxes.ndim != 3 or boxes.shape[0] != images.shape[0] or boxes.shape[-1] != 4:
+            raise ValueError(f"boxes must be [B={images.shape[0]}, N, 4] xyxy, got {tuple(boxes.shape)}")
+        image_index, individual = torch.nonzero(torch.isfinite(boxes).all(-1), as_tuple=True)
+        chosen = boxes[image_index, individual]
+        return Crops(images=crop_images(images, chosen, self.crop_size, image_index=image_index),
+                     transforms=crop_transforms(chosen, self.crop_size), image_index=image_index,
+                     individual=individual)
+
+    def training_crops(self, images: torch.Tensor, keypoints: torch.Tensor, sizes: torch.Tensor,
+                       scale: torch.Tensor | float = 1.0, jitter: bool = True,
+                       generator: torch.Generator | None = None) -> Crops:
+        """Crops around the labeled animals (boxes jittered in training) with their labels in crop pixels.
+
+        Labels that fall outside their crop are NaN: the model cannot see them there.
+        """
+        boxes = self.label_boxes(keypoints, sizes, scale)
+        if jitter:
+            boxes = self.jitter(boxes, generator)
+        crops = self.crops(images, boxes)
+        labels = to_crop(keypoints[crops.image_index, crops.individual].float(), crops.transforms)
+        h, w = self.crop_size
+        x, y = labels[..., 0], labels[..., 1]
+        inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+        labels = torch.where(inside[..., None], labels, torch.full_like(labels, float("nan")))
+        crops.keypoints = labels[:, None]
+        return crops
+
+    # ---- inference ---------------------------------------------------------------------------
+    def scatter(self, crops: Crops, crop_points: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        """Crop predictions ``[M, K, 3]`` -> image pixels in ``[B, N, K, 3]`` (NaN where no box)."""
+        points = from_crop(crop_points.float(), crops.transforms.to(crop_points.device))
+        out = points.new_full(tuple(shape), float("nan"))
+        out[crops.image_index, crops.individual] = points
+        return out
+
+    @torch.no_grad()
+    def predict(self, model, images: torch.Tensor, boxes: torch.Tensor, n_individuals: int,
+                channels_last: bool = False, autocast_dtype: torch.dtype | None = None,
+                micro_batch: int | None = None, net=None) -> torch.Tensor:
+        """Keypoints ``[B, n_individuals, K, 3]`` (image pixels, score) of the animals in ``boxes [B, <=N, 4]``.
+
+        Row n is box n; rows without a (finite) box are NaN. ``net`` (default ``model``; e.g. its
+        ``torch.compile`` wrapper) maps normalized crops to head outputs and ``model.predict``
+        decodes them (one animal per crop); crops go through in chunks of ``micro_batch``.
+        """
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=images.device)[:, :n_individuals]
+        crops = self.crops(images, boxes)
+        k = len(model.meta.bodyparts)
+        shape = (images.shape[0], n_individuals, k, 3)
+        if not len(crops.image_index):
+            return images.new_full(shape, float("nan"), dtype=torch.float32)
+        step = micro_batch or len(crops.images)
+        parts = []
+        for i in range(0, len(crops.images), step):
+            outputs = run_network(net or model, normalize_images(crops.images[i: i + step], channels_last),
+                                  autocast_dtype)
+            parts.append(model.predict(outputs)["bodypart"][:, 0])
+        return self.scatter(crops, torch.cat(parts), shape)
+

@@ -1,0 +1,182 @@
+"""Labeled videos: a video's keypoints (tracks or every detection) drawn on its frames, as an H.264 mp4.
+
+Frames stream from :func:`~lightning_dlc.inference.video.open_video` (OpenCV, a batch at a time)
+and go straight into :class:`~lightning_dlc.data.demo_scene.VideoEncoder` (imageio-ffmpeg's ffmpeg,
+H.264 yuv420p: every common player opens it), so memory holds one batch of frames and one chunk of
+poses, however long the video. A video of odd width or height gets one black pixel row / column
+added, as H.264 in 4:2:0 needs even sizes. The output is written under a temporary name and
+renamed when complete; an existing one is kept unless ``overwrite``.
+
+- :func:`labeled_video`: a prediction or tracks table (``.h5``, DeepLabCut's layout), coloured by
+  bodypart or by individual, skeleton edges, a trail of the last ``trail_points`` positions,
+  points under ``pcutoff`` left out, optionally on black (``keypoints_only``).
+- :func:`video_with_all_detections`: every assembly of the ``_assemblies.pickle`` (before tracking),
+  coloured by bodypart.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from lightning_dlc.data.demo_scene import VideoEncoder
+from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.review.draw import bodypart_colors
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TablePoses", "draw_poses", "labeled_video", "render_video", "video_with_all_detections"]
+
+# One frame's drawing: points [P, 3] (x, y, likelihood), their RGB colours [P, 3], skeleton edges [E, 2] (point indices).
+FramePoses = tuple[np.ndarray, np.ndarray, np.ndarray]
+_CHUNK = 256            # frames of poses read at a time
+_EDGE_WHITE = (255, 255, 255)
+
+
+def draw_poses(canvas: np.ndarray, points: np.ndarray, colors: np.ndarray, edges: np.ndarray, pcutoff: float,
+               radius: int, edge_colors: np.ndarray | None = None) -> np.ndarray:
+    """Draw edges (between points both shown) then points scoring at least ``pcutoff`` on ``canvas`` (in place)."""
+    shown = np.isfinite(points[:, :2]).all(1) & (np.nan_to_num(points[:, 2], nan=-1) >= pcutoff)
+    xy = np.rint(np.nan_to_num(points[:, :2]) * 16).astype(np.int64)  # 4 fractional bits: subpixel drawing
+    edges = np.asarray(edges, np.int64).reshape(-1, 2)
+    for k in np.flatnonzero(shown[edges].all(1)) if len(edges) else ():
+        a, b = edges[k]
+        color = _EDGE_WHITE if edge_colors is None else tuple(int(c) for c in edge_colors[k])
+        cv2.line(canvas, tuple(xy[a]), tuple(xy[b]), color, max(1, radius // 3), cv2.LINE_AA, 4)
+    for p in np.flatnonzero(shown):
+        cv2.circle(canvas, tuple(xy[p]), radius * 16, tuple(int(c) for c in colors[p]), -1, cv2.LINE_AA, 4)
+    return canvas
+
+
+def render_video(video: str | Path, out: str | Path, poses: Callable[[int, int], Sequence[FramePoses]], *,
+                 pcutoff: float = 0.6, dotsize: int = 4, keypoints_only: bool = False, trail_points: int = 0,
+                 offset: tuple[float, float] = (0.0, 0.0), color_edges: bool = False, overwrite: bool = False,
+                 batch_size: int = 16) -> Path:
+    """Draw ``poses(first, stop)`` (one entry per frame in ``[first, stop)``) on every frame of ``video``.
+
+    offset: added to x, y (a crop's x1, y1: analysis coordinates are the crop's). color_edges:
+    edges take their first point's colour (else white). Returns the written path.
+    """
+    from lightning_dlc.inference.video import open_video  # torch: only when a video is drawn
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ProjectError(out, "already exists; pass overwrite=True to replace it")
+    reader = open_video(video, reader="opencv", device="cpu", batch_size=batch_size)
+    info = reader.info
+    height, width = info.height + info.height % 2, info.width + info.width % 2
+    shift = np.array([*offset, 0.0])
+    trail: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=max(int(trail_points), 0))
+    canvas = np.zeros((height, width, 3), np.uint8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with reader, VideoEncoder(out, width, height, info.fps or 30.0) as encoder:
+        for batch in reader:
+            first = int(batch.indices[0])
+            chunk = poses(first, first + len(batch))
+            frames = batch.frames.permute(0, 2, 3, 1).numpy()
+            for frame, (points, colors, edges) in zip(frames, chunk):
+                canvas[:] = 0
+                if not keypoints_only:
+                    canvas[:info.height, :info.width] = frame
+                points = points + shift
+                for old_points, old_colors in trail:
+                    draw_poses(canvas, old_points, old_colors, np.zeros((0, 2)), pcutoff, max(1, dotsize // 2))
+                draw_poses(canvas, points, colors, edges, pcutoff, dotsize,
+                           colors[np.asarray(edges, np.int64).reshape(-1, 2)[:, 0]] if color_edges else None)
+                if trail.maxlen:
+                    trail.append((points, colors))
+                encoder.write(canvas)
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+class TablePoses:
+    """A prediction or tracks table (.h5) read a chunk of frames at a time, as drawable points.
+
+    Columns ``scorer/[individuals/]bodyparts/coords``; each (individual, bodypart) is one point.
+    Table-format files (video analysis, stitching) are read by frame range; fixed-format ones whole.
+    """
+
+    def __init__(self, path: str | Path, skeleton: Sequence[Sequence[str]] = (), color_by: str = "bodypart"):
+        if color_by not in ("bodypart", "individual"):
+            raise ValueError(f"color_by must be 'bodypart' or 'individual', got {color_by!r}")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ProjectError(self.path, "no such predictions file (analyze the video first)")
+        with pd.HDFStore(self.path, mode="r") as store:
+            keys = store.keys()
+            if not keys:
+                raise ProjectError(self.path, "holds no table")
+            self.key = "/df_with_missing" if "/df_with_missing" in keys else keys[0]
+            storer = store.get_storer(self.key)
+            self._table = storer.is_table
+            columns = store.select(self.key, start=0, stop=0).columns if self._table else None
+            self._whole = None if self._table else store.select(self.key)
+            columns = columns if columns is not None else self._whole.columns
+        names = list(columns.names)
+        individuals = columns.get_level_values("individuals") if "individuals" in names else [""] * len(columns)
+        bodyparts, coords = columns.get_level_values("bodyparts"), columns.get_level_values("coords")
+        if len(columns) % 3 or list(coords[:3]) != ["x", "y", "likelihood"]:
+            raise ProjectError(self.path, "columns are not x, y, likelihood per bodypart")
+        self.individuals = list(individuals[::3])
+        self.bodyparts = list(bodyparts[::3])
+        parts, part_index = np.unique(self.bodyparts, return_inverse=True)
+        people, person_index = np.unique(self.individuals, return_inverse=True)
+        self.colors = (bodypart_colors(len(parts))[part_index] if color_by == "bodypart"
+                       else bodypart_colors(len(people))[person_index])
+        where = {(ind, bp): p for p, (ind, bp) in enumerate(zip(self.individuals, self.bodyparts))}
+        self.edges = np.array([(where[(ind, a)], where[(ind, b)]) for ind in dict.fromkeys(self.individuals)
+                               for a, b in skeleton if (ind, a) in where and (ind, b) in where],
+                              np.int64).reshape(-1, 2)
+
+    def rows(self, first: int, stop: int) -> np.ndarray:
+        """``[stop - first, P, 3]`` points of frames ``[first, stop)`` (NaN for frames the table lacks)."""
+        if self._table:
+            df = pd.read_hdf(self.path, self.key, where=f"index >= {int(first)} & index < {int(stop)}")
+        else:
+            df = self._whole[(self._whole.index >= first) & (self._whole.index < stop)]
+        df = df[~df.index.duplicated()].reindex(range(first, stop))
+        return df.to_numpy(np.float64).reshape(stop - first, -1, 3)
+
+    def __call__(self, first: int, stop: int) -> list[FramePoses]:
+        return [(points, self.colors, self.edges) for points in self.rows(first, stop)]
+
+
+def labeled_video(video: str | Path, h5: str | Path, out: str | Path, *, skeleton: Sequence[Sequence[str]] = (),
+                  color_by: str = "bodypart", pcutoff: float = 0.6, dotsize: int = 4, trail_points: int = 0,
+                  keypoints_only: bool = False, offset: tuple[float, float] = (0.0, 0.0),
+                  overwrite: bool = False) -> Path:
+    """``video`` with the keypoints of ``h5`` (a video analysis ``.h5`` or stitched ``_el.h5``) -> ``out``."""
+    poses = TablePoses(h5, skeleton, color_by)
+    return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, keypoints_only=keypoints_only,
+                        trail_points=trail_points, offset=offset, color_edges=color_by == "individual",
+                        overwrite=overwrite)
+
+
+# --------------------------------------------------------------------------- detections
+def video_with_all_detections(video: str | Path, assemblies: dict[int, np.ndarray], out: str | Path, *,
+                              bodyparts: Sequence[str], skeleton: Sequence[Sequence[str]] = (),
+                              pcutoff: float = 0.1, dotsize: int = 4, offset: tuple[float, float] = (0.0, 0.0),
+                              overwrite: bool = False) -> Path:
+    """``video`` with every assembly of each frame (``{frame: [n, K, >=3]}``), coloured by bodypart -> ``out``."""
+    n_parts = len(bodyparts)
+    colors = bodypart_colors(n_parts)
+    index = {bp: k for k, bp in enumerate(bodyparts)}
+    edges = np.array([(index[a], index[b]) for a, b in skeleton if a in index and b in index], np.int64).reshape(-1, 2)
+
+    def poses(first: int, stop: int) -> list[FramePoses]:
+        chunk = []
+        for frame in range(first, stop):
+            animals = np.asarray(assemblies.get(frame, np.zeros((0, n_parts, 3))), np.float64)[..., :3]
+            animals = np.where(animals < 0, np.nan, animals)   # DeepLabCut's -1: missing
+            n = len(animals)
+            chunk.append((animals.reshape(-1, 3), np.tile(colors, (n, 1)),
+                          (edges[None] + n_parts * np.arange(n)[:, None, None]).reshape(-1, 2)))
+        return chunk
+
+    return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, offset=offset, overwrite=overwrite)

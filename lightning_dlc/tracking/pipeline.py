@@ -1,0 +1,141 @@
+"""Tracking a video's analysis files: ``_assemblies.pickle`` -> tracklet pickle -> stitched ``_el.h5``.
+
+Everything is named from ``<prefix>`` = ``<folder>/<video stem><scorer>``, the name video analysis
+gives its files. What the files do not say (scorer, frame count, bodyparts, individuals) comes
+from ``<prefix>_meta.pickle``; a meta pickle this code cannot read safely (DeepLabCut's own pickles
+its enums) needs the project's names passed as ``meta``. Outputs are written atomically; an
+existing one is kept (and returned) unless ``overwrite``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.project.records import ProjectMeta
+from lightning_dlc.tracking import files
+from lightning_dlc.tracking.stitch import stitch_tracklets
+from lightning_dlc.tracking.tracklets import link_detections
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AnalysisInfo", "analysis_info", "convert_to_tracklets", "project_and_snapshot", "stitch_tracklet_file",
+           "track_analysis", "track_analyzed_videos"]
+
+
+@dataclass(frozen=True)
+class AnalysisInfo:
+    scorer: str
+    n_frames: int | None     # None: unknown (then up to the last frame with detections)
+    meta: ProjectMeta
+
+
+def analysis_info(prefix: Path, meta: ProjectMeta | None = None) -> AnalysisInfo:
+    """Scorer, frames and names of a video's analysis, from ``<prefix>_meta.pickle`` (``meta`` for the names
+    when given)."""
+    path = Path(f"{prefix}_meta.pickle")
+    try:
+        data = files.load_pickle(path, "video analysis meta pickle")["data"]
+        names = ProjectMeta(bodyparts=tuple(data["bodyparts"]), individuals=tuple(data["individuals"]),
+                            unique_bodyparts=tuple(data.get("unique_bodyparts") or ()))
+        return AnalysisInfo(str(data["Scorer"]), int(data["nframes"]), meta or names)
+    except (ProjectError, KeyError, TypeError) as e:
+        if meta is None:
+            raise ProjectError(path, f"cannot read the analysis' scorer, frames and bodyparts ({e}); pass the "
+                                     "project's names (the api functions do)") from e
+        log.warning("%s: %s; using the project's names and the last analyzed frame", path, e)
+        return AnalysisInfo(Path(prefix).name, None, meta)
+
+
+def convert_to_tracklets(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | None = None,
+                         overwrite: bool = False, pcutoff: float = 0.1, max_age: int = 3,
+                         min_similarity: float | None = None, box_slack: float = 0.0,
+                         ignore_bodyparts=()) -> Path:
+    """``<prefix>_assemblies.pickle`` -> ``<prefix>_<el|bx|sk>.pickle``; returns its path."""
+    prefix = Path(prefix)
+    out = files.tracklet_path(prefix.parent, prefix.name, method)
+    if out.exists() and not overwrite:
+        log.info("%s: tracklets already made (overwrite=True remakes them)", out)
+        return out
+    detections, single = files.read_assemblies(Path(f"{prefix}_assemblies.pickle"))
+    info = analysis_info(prefix, meta)
+    unknown = sorted(set(ignore_bodyparts) - set(info.meta.bodyparts))
+    if unknown:
+        raise ValueError(f"ignore_bodyparts {unknown} are not multi-animal bodyparts {list(info.meta.bodyparts)}")
+    keep = [k for k, bp in enumerate(info.meta.bodyparts) if bp not in set(ignore_bodyparts)]
+    tracklets = link_detections(detections, method, n_frames=info.n_frames, pcutoff=pcutoff, max_age=max_age,
+                                min_similarity=min_similarity, box_slack=box_slack, bodyparts=keep)
+    n_frames = info.n_frames if info.n_frames is not None else max(detections, default=-1) + 1
+    names = [*info.meta.bodyparts, *info.meta.unique_bodyparts]
+    return files.write_tracklets(out, tracklets, info.scorer, names, n_frames, single, overwrite=overwrite)
+
+
+def stitch_tracklet_file(prefix: str | Path, method: str = "ellipse", n_tracks: int | None = None,
+                         meta: ProjectMeta | None = None, min_length: int = 5, split_tracklets: bool = True,
+                         max_gap: int | None = None, fill_gaps: int = 0, save_as_csv: bool = False,
+                         overwrite: bool = False) -> Path:
+    """``<prefix>_<el|bx|sk>.pickle`` -> ``<prefix>_<el|bx|sk>.h5`` with ``n_tracks`` tracks (default: the
+    individuals); returns its path."""
+    prefix = Path(prefix)
+    out = files.tracks_path(prefix.parent, prefix.name, method)
+    if out.exists() and not overwrite:
+        log.info("%s: tracks already stitched (overwrite=True remakes them)", out)
+        return out
+    stored = files.read_tracklets(files.tracklet_path(prefix.parent, prefix.name, method))
+    info = analysis_info(prefix, meta)
+    n_tracks = n_tracks or len(info.meta.individuals)
+    tracks = stitch_tracklets(stored.tracklets, n_tracks, n_frames=info.n_frames, min_length=min_length,
+                              split=split_tracklets, max_gap=max_gap, fill=fill_gaps)
+    n_frames = len(tracks)
+    if tracks.shape[2] == 0:  # no tracklet at all: every bodypart missing
+        tracks = np.full((n_frames, n_tracks, len(info.meta.bodyparts), 3), np.nan)
+    unique = None
+    if info.meta.unique_bodyparts:
+        unique = np.full((n_frames, len(info.meta.unique_bodyparts), 3), np.nan)
+        for frame, points in stored.single.items():
+            if frame < n_frames:
+                unique[frame] = points[:, :3]
+    return files.write_tracks(out, tracks, info.meta, stored.scorer or info.scorer, unique,
+                              save_as_csv=save_as_csv, overwrite=overwrite)
+
+
+def track_analysis(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | None = None,
+                   overwrite: bool = False, n_tracks: int | None = None, fill_gaps: int = 0) -> Path | None:
+    """Tracklets then tracks for one analyzed video (``analyze_videos(auto_track=True)``); returns the tracks'
+    path, or None for a single-animal analysis (nothing to track)."""
+    if not analysis_info(Path(prefix), meta).meta.multianimal:
+        return None
+    convert_to_tracklets(prefix, method, meta, overwrite=overwrite)
+    return stitch_tracklet_file(prefix, method, n_tracks, meta, fill_gaps=fill_gaps, overwrite=overwrite)
+
+
+def track_analyzed_videos(summaries, method: str = "ellipse", meta: ProjectMeta | None = None,
+                          overwrite: bool = False) -> list[Path]:
+    """:func:`track_analysis` for each video analysis summary (``VideoSummary``) that has results."""
+    done = [track_analysis(Path(s.h5).with_suffix(""), method, meta, overwrite=overwrite)
+            for s in summaries if s.status != "failed" and s.h5]
+    return [path for path in done if path is not None]
+
+
+def project_and_snapshot(config=None, run=None, snapshot="best") -> tuple[Path, str | Path]:
+    """What the tracking and labeled-video scripts take: config.yaml and the ``snapshot`` argument of the api
+    functions. With ``run`` (a training run folder): its ``best`` / ``last`` snapshot file, and the project
+    it trained on unless ``config`` names one (a project that moved)."""
+    if run is None:
+        if config is None:
+            raise ValueError("name the project: config=/path/config.yaml (with shuffle=), or run=<run folder>")
+        return Path(config), snapshot
+    from lightning_dlc.inference.analyze import snapshot_from_args
+    from lightning_dlc.models.snapshot_files import load_snapshot
+
+    path = snapshot_from_args(run, snapshot)
+    if config is None:
+        project = (load_snapshot(path).get("run_config") or {}).get("data", {}).get("project")
+        if not project:
+            raise ProjectError(path, "the run names no project; pass config=/path/config.yaml")
+        config = Path(project)
+        config = config if config.suffix == ".yaml" else config / "config.yaml"
+    return Path(config), path

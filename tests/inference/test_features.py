@@ -1,0 +1,141 @@
+"""Keypoint features taken during video analysis: the sampling convention, and equality with a separate forward
+pass on the same frames (resized, padded, channels-last, micro-batches): DeepLabCut issue 2794's bug class."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from lightning_dlc.data.demo import demo_meta
+from lightning_dlc.data.demo_scene import render_scene, write_video
+from lightning_dlc.inference.analyze import Predictor, analyze_video
+from lightning_dlc.inference.features import FeaturesFile, feature_layer, sample_at_keypoints
+from lightning_dlc.models.heads.heatmap_targets import grid_to_pixels
+from lightning_dlc.models.pose_model import model_from_config
+from lightning_dlc.models.preprocess import normalize_images
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+WIDTH, HEIGHT, N_FRAMES = 100, 90, 10  # neither a multiple of 32: the network input is padded
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """An untrained small single-animal model (stride 16) and a 10-frame demo video of 100 x 90 px."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["model=resnet_18", "model.backbone.name=regnetx_002",
+                                          "model.backbone.pretrained=false"])
+    torch.manual_seed(0)
+    model = model_from_config(cfg.model, demo_meta(multianimal=False)).eval()
+    video = tmp_path_factory.mktemp("features") / "fish.mp4"
+    write_video(video, render_scene(n_frames=N_FRAMES, n_fish=1, width=WIDTH, height=HEIGHT).frames, 30.0)
+    return SimpleNamespace(model=model, video=video)
+
+
+def _bilinear(feature_map: np.ndarray, x: float, y: float, stride: int) -> np.ndarray:
+    """Independent reference: cell centres at grid_to_pixels, border values past the outer centres."""
+    d, h, w = feature_map.shape
+    u = np.clip((x + 0.5) / stride - 0.5, 0, w - 1)
+    v = np.clip((y + 0.5) / stride - 0.5, 0, h - 1)
+    j0, i0 = int(np.floor(u)), int(np.floor(v))
+    j1, i1 = min(j0 + 1, w - 1), min(i0 + 1, h - 1)
+    a, b = u - j0, v - i0
+    return ((1 - a) * (1 - b) * feature_map[:, i0, j0] + a * (1 - b) * feature_map[:, i0, j1]
+            + (1 - a) * b * feature_map[:, i1, j0] + a * b * feature_map[:, i1, j1])
+
+
+def test_a_cell_is_read_at_its_centre_and_between_centres_linearly():
+    stride, h, w = 8, 4, 5
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+    feature_map = torch.stack([cols, rows])[None]                     # channel 0: column, 1: row
+    # cell (row 2, col 3) has its centre at pixel (3 * 8 + 3.5, 2 * 8 + 3.5) = (27.5, 19.5)
+    centre = torch.tensor([grid_to_pixels(3.0, stride), grid_to_pixels(2.0, stride)])
+    assert centre.tolist() == [27.5, 19.5]
+    points = torch.stack([centre, centre + torch.tensor([stride / 4, stride / 2]),  # a quarter, half way on
+                          torch.tensor([-3.0, 100.0]),                              # outside: border cells
+                          torch.tensor([float("nan"), 5.0])]).reshape(1, 1, 4, 2)
+    out = sample_at_keypoints(feature_map, points, stride)[0, 0]
+    np.testing.assert_allclose(out[:3].numpy(), [[3, 2], [3.25, 2.5], [0, h - 1]], atol=1e-6)
+    assert torch.isnan(out[3]).all()
+    # the same as the independent reference on a random map
+    rng = np.random.default_rng(0)
+    random_map = rng.normal(size=(6, h, w)).astype(np.float32)
+    xy = rng.uniform(-4, 44, size=(7, 2)).astype(np.float32)
+    got = sample_at_keypoints(torch.from_numpy(random_map)[None], torch.from_numpy(xy).reshape(1, 1, 7, 2), stride)
+    want = np.stack([_bilinear(random_map, x, y, stride) for x, y in xy])
+    np.testing.assert_allclose(got[0, 0].numpy(), want, atol=1e-5)
+
+
+def test_top_down_models_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="top-down"):
+        feature_layer(SimpleNamespace(top_down=object()))
+
+
+def _reference_features(model, video: Path, keypoints: np.ndarray, resize: float | None) -> np.ndarray:
+    """A separate forward pass: frames decoded again, resized, padded to 32, the backbone alone in float32."""
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    scale = resize or 1.0
+    if resize:
+        x = F.interpolate(x, scale_factor=resize, mode="area", recompute_scale_factor=False)
+    x = F.pad(x, (0, -x.shape[-1] % 32, 0, -x.shape[-2] % 32))
+    with torch.no_grad():
+        maps = model.backbone(normalize_images(x)).numpy()
+    stride = model.backbone.stride
+    out = np.full((*keypoints.shape[:-1], maps.shape[1]), np.nan, np.float32)
+    for t, n, k in zip(*np.nonzero(np.isfinite(keypoints[..., 0]))):
+        x_in, y_in = (keypoints[t, n, k, :2] + 0.5) * scale - 0.5   # frame pixels -> network-input pixels
+        out[t, n, k] = _bilinear(maps[t], x_in, y_in, stride)
+    return out
+
+
+@pytest.mark.parametrize("resize, channels_last, micro_batch, batch_size", [
+    (None, False, None, 4),      # padded 100 x 90 -> 128 x 96
+    (0.75, True, 3, 4),          # resized then padded; channels-last; micro-batches of 3 in batches of 4
+])
+def test_analysis_features_equal_a_separate_forward_pass(setup, tmp_path, resize, channels_last, micro_batch,
+                                                         batch_size):
+    predictor = Predictor(setup.model, device="cpu", channels_last=channels_last, resize=resize,
+                          micro_batch=micro_batch)
+    summary = analyze_video(predictor, setup.video, tmp_path, batch_size=batch_size, chunk_frames=4, features=True,
+                            reader="opencv", progress=False, verbose=False)
+    prefix = Path(summary.h5).with_suffix("")
+    table = pd.read_hdf(summary.h5, key="df_with_missing").to_numpy().reshape(N_FRAMES, 1, 5, 3)
+    with FeaturesFile(f"{prefix}_features.h5") as stored:
+        assert stored.shape == (N_FRAMES, 1, 5, 152)  # regnetx_002 cut at stride 16: 152 channels
+        assert stored.attrs["stride"] == 16 and stored.attrs["layer"] == "backbone"
+        np.testing.assert_array_equal(stored.keypoints, table)   # read at the .h5's keypoints
+        features = np.concatenate([chunk for _, chunk in stored.chunks(size=3)])
+        np.testing.assert_array_equal(stored.rows([7, 2, 7], [0, 0, 0]), features[[7, 2, 7], 0])
+    assert np.isfinite(table[..., :2]).all() and np.isfinite(features).all()
+    want = _reference_features(setup.model.float().to(memory_format=torch.contiguous_format), setup.video, table,
+                               resize)
+    scale = np.abs(want).max()
+    # float16 storage: relative error 1e-3; channels-last convolutions add rounding of the same order
+    np.testing.assert_allclose(features, want, atol=3e-3 * scale, rtol=2e-3)
+    # the wrong convention (cell i centred at i * stride, issue 2794's kind of bug) is far off
+    shifted = _reference_features(setup.model, setup.video, table + np.array([7.5 / (resize or 1), 7.5 / (resize or 1),
+                                                                             0]), resize)
+    assert np.abs(shifted - features).max() > 30 * 3e-3 * scale
+
+
+def test_the_features_option_does_not_change_predictions(setup, tmp_path):
+    predictor = Predictor(setup.model, device="cpu", channels_last=False)
+    frames = render_scene(n_frames=3, n_fish=1, width=WIDTH, height=HEIGHT).frames
+    plain, with_features = predictor(frames), predictor(frames, features=True)
+    assert set(with_features) == {*plain, "features"}
+    np.testing.assert_array_equal(plain["bodypart"], with_features["bodypart"])
+    assert with_features["features"].shape == (3, 1, 5, 152)

@@ -1,0 +1,65 @@
+"""Re-ID end to end with a trained pose model: demo project -> analyze_videos(features=True) ->
+api.transformer_reID (triplets, transformer, stitching) -> _el_tr.h5; held-out triplet accuracy and identity
+switches of fragmented tracklets. The full measurement: benchmarks/reid_accuracy.py (same functions)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lightning_dlc import api
+from lightning_dlc.project.errors import ProjectError
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("reid_accuracy", REPO / "benchmarks" / "reid_accuracy.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+N_FRAMES, SIZE, POSE_EPOCHS, REID_EPOCHS = 60, 128, 25, 8
+# Held-out triplets (last 20 % of the frames): the benchmark's 150 frames reach >= 0.95; 60 frames leave
+# few test triplets, so the bound here is looser. An untrained re-ID model scores about 0.5.
+MIN_ACCURACY = 0.85
+
+
+@pytest.fixture(scope="module")
+def reid(tmp_path_factory):
+    config, video = bench.analyzed_demo(tmp_path_factory.mktemp("reid"), N_FRAMES, SIZE, POSE_EPOCHS)
+    result, = api.transformer_reID(config, [video], snapshot="last", train_epochs=REID_EPOCHS, n_triplets=400)
+    return config, video, result
+
+
+def test_transformer_reid_learns_the_fish_and_writes_the_el_tr_tracks(reid):
+    config, video, result = reid
+    print(result.triplet_accuracy, result.n_train, result.n_test)
+    assert result.n_test >= 20 and result.triplet_accuracy >= MIN_ACCURACY
+    assert result.tracks.name.endswith("_el_tr.h5") and result.tracks.name.startswith("fishtankDLC_")
+    df = pd.read_hdf(result.tracks, key="df_with_missing")
+    assert list(df.columns.names) == ["scorer", "individuals", "bodyparts", "coords"]
+    assert len(df) == N_FRAMES and np.isfinite(df.to_numpy()).any()
+    assert list(Path(result.tracks).parent.glob("reid/version_*/events.out.tfevents*"))
+    kept, = api.transformer_reID(config, [video], snapshot="last")       # existing tracks are kept
+    assert kept.tracks == result.tracks and kept.cost is None
+
+
+def test_fragmented_tracklets_switch_identities_less_with_reid(reid):
+    config, video, result = reid
+    prefix = Path(str(result.tracks).removesuffix("_el_tr.h5"))
+    scores = bench.switches_with_and_without_reid(prefix, video.parent / "fishtank_groundtruth.h5", result.cost,
+                                                  N_FRAMES)
+    print(scores)
+    assert scores["reid"]["switches"] <= scores["motion"]["switches"]
+    assert scores["reid"]["idf1"] >= scores["motion"]["idf1"] - 0.02
+
+
+def test_without_features_the_error_says_what_to_run(reid, tmp_path):
+    config, video, _ = reid
+    features = next(video.parent.glob("fishtank*_features.h5"))
+    features.rename(tmp_path / features.name)
+    try:
+        with pytest.raises(ProjectError, match=r"features=True"):
+            api.transformer_reID(config, [video], snapshot="last", overwrite=True)
+    finally:
+        (tmp_path / features.name).rename(features)
