@@ -63,7 +63,7 @@ DLC_INDEX = ["%Training dataset", "Shuffle number", "Training epochs", "Detector
 RESULT_COLUMNS = ["snapshot", "epoch", "split", *METRICS, "pcutoff", "n_images", "scorer"]
 
 __all__ = ["COMBINED_CSV", "RESULTS_CSV", "SNAPSHOT_CHOICES", "RunData", "evaluate_snapshots", "find_snapshots",
-           "ground_truth", "load_run_data", "net_name", "scorer_name", "snapshot_header"]
+           "ground_truth", "load_run_data", "net_name", "run_detector", "scorer_name", "snapshot_header"]
 
 
 # --------------------------------------------------------------------------- which snapshots
@@ -149,6 +149,8 @@ def net_name(run_config: Mapping, run_dir: Path | None = None) -> str:
         variant = str(backbone.get("name") or backbone.get("variant") or "")
         name = variant if variant.startswith(family) or (variant and family == "timm") else \
             "_".join(p for p in (family, variant) if p)
+        if (run_config.get("model") or {}).get("top_down") is not None:
+            name = f"top_down_{name}"
     return "".join(part.capitalize() for part in str(name).replace("-", "_").split("_"))
 
 
@@ -399,7 +401,7 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     return results
 
 
-def _run_detector(pose_snapshot: Path, device):
+def run_detector(pose_snapshot: Path, device):
     """A top-down run's best detector (its boxes are what inference uses), or None: labeled boxes."""
     try:
         path = find_snapshots(pose_snapshot.parent, "best", prefix=DETECTOR)[0]
@@ -414,7 +416,7 @@ def _run_detector(pose_snapshot: Path, device):
 def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: Path, device, plotting: bool,
                   dlc_image_names: bool) -> pd.DataFrame:
     model = load_model(target.path, device)
-    detector = _run_detector(target.path, device) if model.top_down is not None else None
+    detector = run_detector(target.path, device) if model.top_down is not None else None
     channels_last = bool(target.header["run_config"].get("channels_last", False))
     oks_sigma = target.header["run_config"].get("oks_sigma", 0.1)
     meta = data.meta

@@ -32,7 +32,7 @@ from fiftyone import ViewField as F
 
 # The evaluation's own loading, so the images and splits are the ones it scores.
 from lightning_dlc.evaluation.report import (SPLITS, RunData, find_snapshots, ground_truth, load_run_data,
-                                             net_name, scorer_name, snapshot_header)
+                                             net_name, run_detector, scorer_name, snapshot_header)
 from lightning_dlc.evaluation.metrics import match_individuals
 from lightning_dlc.inference.predict import load_model, predict_dataset, snapshot_meta
 from lightning_dlc.project.errors import ProjectError
@@ -115,12 +115,13 @@ class RunPredictions:
 
     def predict(self, device="auto") -> RunPredictions:
         model = load_model(self.snapshot, device)
+        detector = run_detector(self.snapshot, device) if model.top_down is not None else None
         channels_last = bool(self.header["run_config"].get("channels_last", False))
         for split in SPLITS:
             if self.records(split):
                 out = predict_dataset(model, self.data.datasets[split], batch_size=self.data.batch_size,
                                       num_workers=self.data.num_workers, pad_multiple=self.data.pad_multiple,
-                                      channels_last=channels_last)
+                                      channels_last=channels_last, detector=detector)
                 self.bodypart[split], self.unique_bodypart[split] = out["bodypart"], out["unique_bodypart"]
         return self
 
