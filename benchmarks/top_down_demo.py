@@ -1,11 +1,11 @@
 """Top-down on the demo: train a detector and a top-down pose model, then find the fish in the demo video.
 
-    python benchmarks/top_down_demo.py [--detector-epochs 30] [--pose-epochs 30] [--out outputs/top_down_demo]
+    python benchmarks/top_down_demo.py [--detector-epochs 20] [--pose-epochs 30] [--out outputs/top_down_demo]
 
 One ``scripts/train.py``-equivalent run (``lightning_dlc.lit.train.train``) on the built-in demo
 project (3 fish, 256 x 256, 80 labeled frames): ``model=top_down_resnet_18`` from scratch on
 128 x 128 crops and ``detector=fasterrcnn_mobilenet_v3_large_fpn`` from scratch (no COCO weights
-offline) at 256 pixels with fewer region proposals. Then the run's best snapshots analyze the demo video (300 frames) and the
+offline) at 256 pixels, batch 2, with fewer region proposals. Then the run's best snapshots analyze the demo video (300 frames) and the
 result is scored against the video's true tracks (``fishtank_groundtruth.h5``).
 
 Prints one JSON line: training seconds per stage, the detector's test box mAP / mAR, the pose
@@ -37,7 +37,8 @@ def compose(out: Path, project: Path, detector_epochs: int, pose_epochs: int):
         # fewer region proposals than torchvision's defaults (2000/1000/512): a few fish per image
         "detector.model.torchvision_kwargs={rpn_pre_nms_top_n_train:300,rpn_post_nms_top_n_train:150,"
         "rpn_pre_nms_top_n_test:150,rpn_post_nms_top_n_test:50,box_batch_size_per_image:64}",
-        f"detector.train.epochs={detector_epochs}", "detector.train.optimizer.lr=1e-3",
+        # from scratch a detector needs many steps: small batches (DeepLabCut's detectors train with 1)
+        f"detector.train.epochs={detector_epochs}", "detector.train.optimizer.lr=5e-4", "detector.train.batch_size=2",
         f"detector.train.eval_interval={max(detector_epochs // 3, 1)}", f"detector.train.save_epochs={detector_epochs}",
         f"trainer.max_epochs={pose_epochs}", f"eval_interval={max(pose_epochs // 3, 1)}",
         f"snapshots.save_epochs={pose_epochs}", "trainer.enable_progress_bar=false", "data.num_workers=1",
@@ -64,7 +65,7 @@ def video_scores(h5: Path, truth_h5: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--detector-epochs", type=int, default=30)
+    parser.add_argument("--detector-epochs", type=int, default=20)
     parser.add_argument("--pose-epochs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "top_down_demo")
     args = parser.parse_args()
