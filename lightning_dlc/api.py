@@ -412,9 +412,10 @@ def transformer_reID(config, videos, n_tracks: int | None = None, shuffle: int =
     backbone features at every keypoint, from the analysis' own forward pass). Per video: tracklets
     (made with ``track_method`` if missing), ``n_triplets`` triplets mined from them, a small transformer
     trained ``train_epochs`` epochs on them (TensorBoard logs beside the video, ``reid/``), then stitching
-    with its embedding distance added to the motion costs -> ``<video><scorer>_el_tr.h5``. ``options``:
-    ``test_fraction``, ``cost_weight``, ``min_keypoints``, ``seed``, ``log_dir`` and stitching's
-    ``min_length``, ``max_gap``, ``fill`` (see :func:`lightning_dlc.lit.reid.reid_video`). Returns one
+    with its embedding distance, calibrated on the training triplets, added to the motion costs ->
+    ``<video><scorer>_el_tr.h5``. ``options``: ``test_fraction``, ``cost_weight`` (body sizes, default 0.5),
+    ``min_keypoints``, ``seed``, ``log_dir`` and stitching's ``min_length``, ``split_tracklets``, ``max_gap``,
+    ``fill_gaps`` (see :func:`lightning_dlc.lit.reid.reid_video`). Returns one
     :class:`~lightning_dlc.lit.reid.ReIDResult` per video (tracks path, held-out triplet accuracy).
     """
     from lightning_dlc.lit.reid import reid_video

@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_dlc.evaluation import report as _report  # module, not names: report imports inference
-from lightning_dlc.inference.features import (FeaturesWriter, capture_features, feature_layer,
+from lightning_dlc.inference.features import (APPEARANCE_CHANNELS, APPEARANCE_PATCH, FeaturesWriter,
+                                              capture_features, feature_channels, feature_layer,
                                               features_at_predictions)
 from lightning_dlc.inference.predict import detect_boxes, load_detector, load_model, predict_batch, resolve_device
 from lightning_dlc.inference.video import open_video, parse_crop, probe_video
@@ -275,7 +276,7 @@ class Predictor:
         if "identity" in self.model.heads:
             shapes["identity"] = (meta.max_individuals, len(meta.individuals))
         if features:
-            shapes["features"] = (meta.max_individuals, len(meta.bodyparts), feature_layer(self.model)[2])
+            shapes["features"] = (meta.max_individuals, len(meta.bodyparts), feature_channels(self.model))
         return shapes
 
     def _prepare(self, images) -> tuple[torch.Tensor, float]:
@@ -324,7 +325,8 @@ class Predictor:
     @torch.no_grad()
     def __call__(self, images, boxes=None, features: bool = False) -> dict[str, np.ndarray]:
         """Predictions; with ``features``, also ``out["features"]`` ``[B, N, K, D]`` float32: the feature
-        map at each keypoint from the same forward pass (:mod:`~lightning_dlc.inference.features`)."""
+        map and the input's appearance at each keypoint from the same forward pass
+        (:mod:`~lightning_dlc.inference.features`)."""
         if features:
             feature_layer(self.model)  # a clear error for top-down models, before any work
         x, scale = self._prepare(images)
@@ -364,9 +366,10 @@ class Predictor:
         if not features:
             return predict_batch(self._net, x, scale, self.channels_last, self.autocast_dtype)
         # eager model: a hook added per call would make a compiled one recompile every time
-        with capture_features(self.model) as maps:
+        with capture_features(self.model) as captured:
             out = predict_batch(self.model, x, scale, self.channels_last, self.autocast_dtype)
-        out["features"] = features_at_predictions(maps[-1], out["bodypart"], scale, feature_layer(self.model)[3])
+        out["features"] = features_at_predictions(captured["maps"][-1], captured["images"][-1], out["bodypart"],
+                                                  scale, feature_layer(self.model)[3])
         return out
 
     def predict_images(self, images: Sequence[np.ndarray], boxes=None) -> dict[str, np.ndarray]:
@@ -796,14 +799,21 @@ def _write_outputs(predictor: Predictor, partial: _Partial, paths: dict[str, Pat
 def _features_writer(predictor: Predictor, path: Path) -> FeaturesWriter:
     meta = predictor.meta
     _, layer, channels, stride = feature_layer(predictor.model)
-    attrs = {"layer": layer, "stride": stride, "channels": channels, "sampling": "bilinear",
-             "scorer": predictor.scorer, "bodyparts": list(meta.bodyparts)}
-    return FeaturesWriter(path, (meta.max_individuals, len(meta.bodyparts), channels), attrs)
+    attrs = {"layer": layer, "stride": stride, "channels": channels, "appearance": APPEARANCE_CHANNELS,
+             "appearance_patch": APPEARANCE_PATCH, "sampling": "bilinear", "scorer": predictor.scorer,
+             "bodyparts": list(meta.bodyparts)}
+    return FeaturesWriter(path, (meta.max_individuals, len(meta.bodyparts), channels + APPEARANCE_CHANNELS), attrs)
 
 
 # --------------------------------------------------------------------------- several videos
+def _made_from_analysis(path: Path) -> bool:
+    """A labeled video or all-detections video made from an analysis (``<video>DLC_..._labeled.mp4``)."""
+    return "DLC_" in path.stem and path.stem.endswith(("_labeled", "_full"))
+
+
 def find_videos(videos, videotype: str | Sequence[str] | None = None) -> list[Path]:
-    """Video files from files and folders (a folder: its videos with ``videotype`` or the usual suffixes).
+    """Video files from files and folders (a folder: its videos with ``videotype`` or the usual suffixes,
+    not the labeled videos made from earlier analyses).
 
     Paths that do not exist are kept, so that their analysis fails with their name.
     """
@@ -815,7 +825,8 @@ def find_videos(videos, videotype: str | Sequence[str] | None = None) -> list[Pa
     for item in videos:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                           and not _made_from_analysis(p))
             if not found:
                 log.warning("%s: no videos (%s) in this folder", path, ", ".join(suffixes))
             out += found

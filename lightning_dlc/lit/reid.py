@@ -24,9 +24,10 @@ from lightning_dlc.inference.features import FeaturesFile, features_path
 from lightning_dlc.models.reid import ReIDTransformer
 from lightning_dlc.project.records import ProjectMeta
 from lightning_dlc.tracking import files
-from lightning_dlc.tracking.pipeline import analysis_info, convert_to_tracklets
-from lightning_dlc.tracking.reid import EmbeddingCost, reid_tracks_path, write_reid_tracks
-from lightning_dlc.tracking.triplets import Triplets, default_min_keypoints, mine_triplets, usable_samples
+from lightning_dlc.tracking.pipeline import convert_to_tracklets, stitch_tracklet_file
+from lightning_dlc.tracking.reid import REID_SUFFIX, EmbeddingCost, reid_tracks_path
+from lightning_dlc.tracking.triplets import (Triplets, default_min_keypoints, isolated_samples, mine_triplets,
+                                             usable_samples)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class TripletDataset(Dataset):
 class ReIDModule(L.LightningModule):
     """Triplet-loss training of the embedding; batches are ``[B, 3, K, D]`` (anchor, positive, negative)."""
 
-    def __init__(self, in_channels: int, n_bodyparts: int, margin: float = 0.2, lr: float = 1e-3,
+    def __init__(self, in_channels: int, n_bodyparts: int, margin: float = 0.2, lr: float = 3e-4,
                  weight_decay: float = 1e-4, **model_options):
         super().__init__()
         self.save_hyperparameters()
@@ -89,6 +90,7 @@ def train_reid(train: TripletDataset, test: TripletDataset | None, in_channels: 
     """Fit a :class:`ReIDModule` (TensorBoard logs in ``log_dir/reid``); returns it and the test metrics."""
     L.seed_everything(seed, verbose=False)
     module = ReIDModule(in_channels, n_bodyparts, **module_options)
+    module.model.fit_normalization(train.bank)
     trainer = L.Trainer(max_epochs=epochs, logger=TensorBoardLogger(str(log_dir), name="reid"),
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         accelerator="auto", devices=1, log_every_n_steps=1)
@@ -101,8 +103,9 @@ def train_reid(train: TripletDataset, test: TripletDataset | None, in_channels: 
 
 
 def embed_features(model: ReIDTransformer, features: FeaturesFile, min_keypoints: int) -> np.ndarray:
-    """float32 ``[T, N, E]``: every analyzed animal's embedding, NaN where it has too few keypoints."""
-    usable = usable_samples(features.keypoints, min_keypoints)
+    """float32 ``[T, N, E]``: every analyzed animal's embedding, NaN where it has too few keypoints or is in a
+    close encounter (mixed features; tracklets end there, so their end embeddings come from the frames before)."""
+    usable = usable_samples(features.keypoints, min_keypoints) & isolated_samples(features.keypoints)
     out = np.full((*features.shape[:2], model.head[-1].out_features), np.nan, np.float32)
     for first, chunk in features.chunks():
         rows = usable[first: first + len(chunk)]
@@ -121,7 +124,7 @@ class ReIDResult:
 
 def reid_video(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | None = None,
                n_tracks: int | None = None, train_epochs: int = 20, n_triplets: int = 1000,
-               test_fraction: float = 0.2, cost_weight: float = 1.0, min_keypoints: int | None = None,
+               test_fraction: float = 0.2, cost_weight: float = 0.5, min_keypoints: int | None = None,
                overwrite: bool = False, save_as_csv: bool = False, seed: int = 0, log_dir=None,
                **stitch_options) -> ReIDResult:
     """The re-ID chain for one analyzed video ``<prefix>`` = ``<folder>/<video stem><scorer>`` (module doc).
@@ -129,7 +132,8 @@ def reid_video(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | 
     Needs ``<prefix>_features.h5`` (``analyze_videos(..., features=True)``); tracklets are made first if the
     ``_<el|bx|sk>.pickle`` is missing. Triplets: ``n_triplets`` from the first ``1 - test_fraction`` of the
     frames to train on, a quarter as many from the rest to test on. The model is saved beside the tracks as
-    ``<prefix>_reid.ckpt``. ``stitch_options``: those of :func:`~lightning_dlc.tracking.stitch.stitch_tracklets`.
+    ``<prefix>_reid.ckpt``. ``stitch_options``: ``min_length``, ``split_tracklets``, ``max_gap``, ``fill_gaps`` of
+    :func:`~lightning_dlc.tracking.pipeline.stitch_tracklet_file`.
     """
     prefix = Path(prefix)
     if reid_tracks_path(prefix, method).exists() and not overwrite:
@@ -138,7 +142,6 @@ def reid_video(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | 
     with FeaturesFile(features_path(prefix)) as features:
         tracklet_file = convert_to_tracklets(prefix, method, meta)  # kept when it exists
         stored = files.read_tracklets(tracklet_file)
-        info = analysis_info(prefix, meta)
         n_bodyparts = features.shape[2]
         min_keypoints = default_min_keypoints(n_bodyparts) if min_keypoints is None else min_keypoints
         cut = int(round(len(features) * (1 - test_fraction)))
@@ -154,11 +157,10 @@ def reid_video(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | 
                                      epochs=train_epochs, seed=seed)
         torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()},
                    f"{prefix}_reid.ckpt")
-        cost = EmbeddingCost(embed_features(module.model, features, min_keypoints), features.keypoints,
-                             weight=cost_weight)
-    path = write_reid_tracks(prefix, stored, cost, info.meta, info.scorer, info.n_frames,
-                             n_tracks or len(info.meta.individuals), method, save_as_csv=save_as_csv,
-                             overwrite=overwrite, **stitch_options)
+        cost = EmbeddingCost.calibrated(embed_features(module.model, features, min_keypoints), features.keypoints,
+                                        train, weight=cost_weight)
+    path = stitch_tracklet_file(prefix, method, n_tracks, meta, save_as_csv=save_as_csv, overwrite=True,
+                                suffix=REID_SUFFIX, extra_cost=cost, **stitch_options)
     accuracy = metrics.get("test.triplet_accuracy", float("nan"))
     log.info("%s: re-ID triplet accuracy %.3f on %d held-out triplets -> %s", prefix, accuracy, len(test), path)
     return ReIDResult(path, accuracy, len(train), len(test), cost)

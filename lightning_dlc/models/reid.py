@@ -1,9 +1,11 @@
-"""Re-identification embedding: an animal's per-keypoint backbone features -> one unit vector.
+"""Re-identification embedding: an animal's per-keypoint features -> one unit vector.
 
-Each keypoint's feature vector becomes a token (layer norm, a linear map, plus a learned embedding of
-which bodypart it is); a small transformer encoder reads the tokens of the keypoints that were found
-(missing ones are masked out, never zero-filled into the attention) together with a summary token,
-whose output, mapped and L2-normalised, is the embedding. Distances between embeddings say how likely
+Each keypoint's feature vector (feature map values and image appearance, :mod:`lightning_dlc.inference.features`)
+becomes a token (standardised per channel with the training samples' mean and spread,
+:meth:`ReIDTransformer.fit_normalization`; in training half its values dropped; then layer norm, a linear map,
+plus a learned embedding of which bodypart it is); a small transformer encoder reads the tokens of the
+keypoints that were found (missing ones are masked out, never zero-filled into the attention) together with
+a summary token, whose output, mapped and L2-normalised, is the embedding. Distances between embeddings say how likely
 two detections are the same animal; training (triplet loss) is in :mod:`lightning_dlc.lit.reid`.
 """
 from __future__ import annotations
@@ -24,9 +26,16 @@ class ReIDTransformer(nn.Module):
     """
 
     def __init__(self, in_channels: int, n_bodyparts: int, dim: int = 128, depth: int = 2, heads: int = 4,
-                 embedding_dim: int = 128, dropout: float = 0.1):
+                 embedding_dim: int = 128, dropout: float = 0.1, channel_dropout: float = 0.5):
         super().__init__()
         self.in_channels, self.n_bodyparts = int(in_channels), int(n_bodyparts)
+        # per-channel standardisation (set by fit_normalization; saved with the weights)
+        self.register_buffer("shift", torch.zeros(in_channels))
+        self.register_buffer("scale", torch.ones(in_channels))
+        # Dropping half the token's values keeps the model from leaning on a few of the many backbone channels,
+        # which separate the animals poorly and differ between frames (demo, 2 seeds: held-out triplet accuracy
+        # 0.948 / 0.976 without, 0.960 / 0.984 with).
+        self.channel_dropout = nn.Dropout(channel_dropout)
         self.tokens = nn.Sequential(nn.LayerNorm(in_channels), nn.Linear(in_channels, dim))
         self.bodypart = nn.Parameter(torch.zeros(n_bodyparts, dim))
         self.summary = nn.Parameter(torch.zeros(1, 1, dim))
@@ -39,11 +48,21 @@ class ReIDTransformer(nn.Module):
 
     def forward(self, features: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         valid = valid & torch.isfinite(features).all(-1)
-        x = self.tokens(torch.nan_to_num(features.float()) * valid[..., None]) + self.bodypart
+        x = (torch.nan_to_num(features.float()) - self.shift) / self.scale
+        x = self.tokens(self.channel_dropout(x * valid[..., None])) + self.bodypart
         x = torch.cat([self.summary.expand(len(x), -1, -1), x], 1)
         ignore = torch.cat([valid.new_zeros(len(x), 1), ~valid], 1)  # True: not attended to
         out = self.encoder(x, src_key_padding_mask=ignore)[:, 0]
         return F.normalize(self.head(out), dim=-1)
+
+    @torch.no_grad()
+    def fit_normalization(self, features: torch.Tensor) -> None:
+        """Per-channel mean and spread of the found keypoints of ``features [..., D]`` (NaN: missing)."""
+        flat = features.reshape(-1, features.shape[-1]).float()
+        flat = flat[torch.isfinite(flat).all(-1)]
+        if len(flat) > 1:
+            self.shift.copy_(flat.mean(0))
+            self.scale.copy_(flat.std(0).clamp_min(1e-3))
 
     @torch.no_grad()
     def embed(self, features: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.records import ProjectMeta
 from lightning_dlc.tracking import files
-from lightning_dlc.tracking.stitch import stitch_tracklets
+from lightning_dlc.tracking.stitch import ExtraCost, stitch_tracklets
 from lightning_dlc.tracking.tracklets import link_detections
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,12 @@ def convert_to_tracklets(prefix: str | Path, method: str = "ellipse", meta: Proj
 def stitch_tracklet_file(prefix: str | Path, method: str = "ellipse", n_tracks: int | None = None,
                          meta: ProjectMeta | None = None, min_length: int = 5, split_tracklets: bool = True,
                          max_gap: int | None = None, fill_gaps: int = 0, save_as_csv: bool = False,
-                         overwrite: bool = False) -> Path:
-    """``<prefix>_<el|bx|sk>.pickle`` -> ``<prefix>_<el|bx|sk>.h5`` with ``n_tracks`` tracks (default: the
-    individuals); returns its path."""
+                         overwrite: bool = False, suffix: str = "", extra_cost: ExtraCost | None = None) -> Path:
+    """``<prefix>_<el|bx|sk>.pickle`` -> ``<prefix>_<el|bx|sk><suffix>.h5`` with ``n_tracks`` tracks (default: the
+    individuals); returns its path. ``extra_cost``: added to the link costs (re-identification: suffix ``_tr``)."""
     prefix = Path(prefix)
     out = files.tracks_path(prefix.parent, prefix.name, method)
+    out = out.with_name(f"{out.stem}{suffix}{out.suffix}")
     if out.exists() and not overwrite:
         log.info("%s: tracks already stitched (overwrite=True remakes them)", out)
         return out
@@ -88,7 +89,7 @@ def stitch_tracklet_file(prefix: str | Path, method: str = "ellipse", n_tracks: 
     info = analysis_info(prefix, meta)
     n_tracks = n_tracks or len(info.meta.individuals)
     tracks = stitch_tracklets(stored.tracklets, n_tracks, n_frames=info.n_frames, min_length=min_length,
-                              split=split_tracklets, max_gap=max_gap, fill=fill_gaps)
+                              split=split_tracklets, max_gap=max_gap, fill=fill_gaps, extra_cost=extra_cost)
     n_frames = len(tracks)
     if tracks.shape[2] == 0:  # no tracklet at all: every bodypart missing
         tracks = np.full((n_frames, n_tracks, len(info.meta.bodyparts), 3), np.nan)

@@ -2,10 +2,13 @@
 
 A sample is one animal in one frame: ``(frame, row)``, the row of the video analysis' ``[frames, N, K]``
 arrays (the features file's). Tracklets hold copies of those keypoints, so :func:`tracklet_rows` finds each
-tracklet frame's row by position. Two tracklets present in the same frames are two animals, so the negative
-is the other tracklet's sample nearest in time to the anchor; the positive is another frame of the anchor's
-tracklet. Samples with fewer than ``min_keypoints`` keypoints are not used (their features are mostly
-missing: NaN). numpy only.
+tracklet frame's row by position. Two detections in one frame are two animals, so the negative is another
+tracklet's sample **in the anchor's frame** (a sample of another tracklet at another time may well be the
+same animal: measured on the demo, a quarter of those were); the positive is another frame of the anchor's
+tracklet, from the same stretch between close encounters. Samples are skipped with fewer than ``min_keypoints`` keypoints (their features are mostly
+missing: NaN) or closer than ``min_separation`` body sizes to another detection: in close encounters
+features mix and trackers swap identities (on the demo such samples were most of the tracklets' wrong
+labels). numpy only.
 """
 from __future__ import annotations
 
@@ -17,9 +20,11 @@ import numpy as np
 
 from lightning_dlc.tracking.tracklets import Tracklet
 
-__all__ = ["Triplets", "default_min_keypoints", "mine_triplets", "tracklet_rows", "usable_samples"]
+__all__ = ["Triplets", "default_min_keypoints", "isolated_samples", "mine_triplets", "tracklet_rows",
+           "usable_samples"]
 
 _SAME_POINT_PX = 1e-2  # a tracklet's keypoint and the analysis' are copies of one number (float32 -> float64)
+MIN_SEPARATION = 0.5   # body sizes between a sample's centroid and any other detection's
 
 
 @dataclass
@@ -61,44 +66,77 @@ def usable_samples(keypoints: np.ndarray, min_keypoints: int) -> np.ndarray:
     return np.isfinite(keypoints[..., :2]).all(-1).sum(-1) >= min_keypoints
 
 
+def isolated_samples(keypoints: np.ndarray, min_separation: float = MIN_SEPARATION) -> np.ndarray:
+    """bool ``[T, N]``: rows whose keypoint centroid is at least ``min_separation`` body sizes (the median
+    diagonal of the detections' keypoint boxes) from every other detection's in the frame."""
+    xy = np.asarray(keypoints[..., :2], np.float64)
+    found = np.isfinite(xy).all(-1)
+    if min_separation <= 0 or not found.any():
+        return np.ones(xy.shape[:2], bool)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.where(found[..., None], xy, np.inf).min(2), np.where(found[..., None], xy, -np.inf).max(2)
+        diagonal = np.linalg.norm(hi - lo, axis=-1)
+    body = np.median(diagonal[np.isfinite(diagonal) & (diagonal > 0)]) if (found.sum(-1) > 1).any() else 1.0
+    centroid = np.nansum(np.where(found[..., None], xy, 0), 2) / np.maximum(found.sum(-1), 1)[..., None]
+    centroid[~found.any(-1)] = np.nan
+    distance = np.linalg.norm(centroid[:, :, None] - centroid[:, None], axis=-1)      # [T, N, N]
+    n = distance.shape[1]
+    distance[:, np.arange(n), np.arange(n)] = np.inf
+    return np.nan_to_num(distance, nan=np.inf).min(-1) >= min_separation * body
+
+
 def _tracklet_samples(tracklets: Sequence[Tracklet], keypoints: np.ndarray, usable: np.ndarray,
-                      frames: tuple[int, int]) -> list[np.ndarray]:
-    """Per tracklet, its usable (frame, row) samples within ``frames`` [first, stop), in frame order."""
+                      isolated: np.ndarray, frames: tuple[int, int]) -> list[np.ndarray]:
+    """Usable, isolated (frame, row) samples within ``frames`` [first, stop), in frame order, per stretch of a
+    tracklet between close encounters: a stretch ends at a frame where the tracklet's animal is not isolated
+    or not found, since trackers swap identities there (on the demo that halved the wrong positives)."""
     out = []
     for t in tracklets:
         rows = tracklet_rows(t, keypoints)
-        ok = (rows >= 0) & (t.frames >= frames[0]) & (t.frames < frames[1])
+        found = rows >= 0
+        alone = found & isolated[t.frames, np.maximum(rows, 0)]
+        gap = np.r_[False, np.diff(t.frames) > 1]                     # frames the tracklet skips
+        stretch = np.cumsum(~alone | gap)                                # a new stretch after each break
+        ok = alone & (t.frames >= frames[0]) & (t.frames < frames[1])
         ok[ok] = usable[t.frames[ok], rows[ok]]
-        out.append(np.stack([t.frames[ok], rows[ok]], 1))
+        for s in np.unique(stretch[ok]):
+            keep = ok & (stretch == s)
+            out.append(np.stack([t.frames[keep], rows[keep]], 1))
     return out
 
 
 def mine_triplets(tracklets: Sequence[Tracklet], keypoints: np.ndarray, n_triplets: int,
                   frames: tuple[int, int] | None = None, min_keypoints: int | None = None,
-                  seed: int = 0) -> Triplets:
+                  min_separation: float = MIN_SEPARATION, seed: int = 0) -> Triplets:
     """Up to ``n_triplets`` triplets from tracklets, every sample in ``frames`` [first, stop) (default: all).
 
-    ``keypoints``: the analysis' ``[T, N, K, 3]`` (the features file's). An anchor tracklet needs two usable
-    samples and another tracklet with a usable sample within its span; anchors are drawn in proportion to
-    tracklet size. Returns fewer triplets (possibly none) when the tracklets allow no more.
+    ``keypoints``: the analysis' ``[T, N, K, 3]`` (the features file's). An anchor is a usable sample of a
+    tracklet with another usable sample in the same stretch between close encounters (the positive), in a
+    frame where another tracklet has a usable sample too (the negative); anchors are drawn uniformly, so
+    tracklets in proportion to their usable frames. Returns
+    fewer triplets (possibly none) when the tracklets allow no more.
     """
     frames = frames or (0, len(keypoints))
     min_keypoints = default_min_keypoints(keypoints.shape[2]) if min_keypoints is None else min_keypoints
-    samples = _tracklet_samples(tracklets, keypoints, usable_samples(keypoints, min_keypoints), frames)
-    spans = np.array([(s[0, 0], s[-1, 0]) if len(s) else (0, -1) for s in samples]).reshape(-1, 2)
-    overlapping = [np.flatnonzero((spans[:, 0] <= spans[k, 1]) & (spans[:, 1] >= spans[k, 0])
-                                  & (np.arange(len(samples)) != k)) for k in range(len(samples))]
-    anchors = np.array([k for k, s in enumerate(samples) if len(s) >= 2 and len(overlapping[k])], np.int64)
+    samples = _tracklet_samples(tracklets, keypoints, usable_samples(keypoints, min_keypoints),
+                                isolated_samples(keypoints, min_separation), frames)
+    owner = np.concatenate([np.full(len(s), k) for k, s in enumerate(samples)] + [np.zeros(0, np.int64)])
+    flat = np.concatenate([*samples, np.zeros((0, 2), np.int64)]).astype(np.int64)
+    sizes = np.array([len(s) for s in samples], np.int64)
+    order = np.argsort(flat[:, 0], kind="stable")                       # samples grouped by frame
+    first = np.searchsorted(flat[order, 0], flat[:, 0], side="left")
+    in_frame = np.searchsorted(flat[order, 0], flat[:, 0], side="right") - first
+    anchors = np.flatnonzero((in_frame >= 2) & (sizes[owner] >= 2))  # a tracklet has one sample a frame
     empty = np.zeros((0, 2), np.int64)
     if not len(anchors) or n_triplets < 1:
         return Triplets(empty, empty.copy(), empty.copy())
     rng = np.random.default_rng(seed)
-    sizes = np.array([len(samples[k]) for k in anchors], np.float64)
-    chosen = rng.choice(anchors, size=int(n_triplets), p=sizes / sizes.sum())
+    chosen = rng.choice(anchors, size=int(n_triplets))
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
     out = np.zeros((3, len(chosen), 2), np.int64)
-    for m, k in enumerate(chosen):
-        own = samples[k]
-        a, p = rng.choice(len(own), 2, replace=False)
-        other = samples[rng.choice(overlapping[k])]
-        out[:, m] = own[a], own[p], other[np.abs(other[:, 0] - own[a, 0]).argmin()]
+    for m, a in enumerate(chosen):
+        k = owner[a]
+        p = starts[k] + (a - starts[k] + rng.integers(1, sizes[k])) % sizes[k]       # another sample of k
+        others = order[first[a]: first[a] + in_frame[a]]
+        out[:, m] = flat[a], flat[p], flat[rng.choice(others[owner[others] != k])]
     return Triplets(*out)

@@ -24,7 +24,7 @@ from lightning_dlc.data.demo_scene import render_scene, write_video
 from lightning_dlc.evaluation.report import find_snapshots
 from lightning_dlc.inference import analyze as analyze_mod
 from lightning_dlc.inference import video as video_mod
-from lightning_dlc.inference.analyze import Predictor, analyze_images, analyze_video, analyze_videos
+from lightning_dlc.inference.analyze import Predictor, analyze_images, analyze_video, analyze_videos, find_videos
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project import ProjectConfig
 
@@ -357,3 +357,11 @@ def test_gpu_dali_reader_bf16_matches_the_cpu(trained, tmp_path):
                         progress=False)
     assert (gpu.reader, gpu.frames, gpu.invalid_frames) == ("dali-gpu", N_FRAMES, 0)  # NVDEC decodes H.264
     assert np.median(np.linalg.norm(_table(cpu.h5)[..., :2] - _table(gpu.h5)[..., :2], axis=-1)) < 2.0
+
+
+def test_folders_give_their_videos_not_the_labeled_videos_made_from_them(tmp_path):
+    for name in ("a.mp4", "b.avi", "aDLC_Resnet50_tankJan1shuffle1_snapshot_200_el_id_p60_labeled.mp4",
+                 "aDLC_Resnet50_tankJan1shuffle1_snapshot_200_full.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in find_videos(tmp_path)] == ["a.mp4", "b.avi"]
+    assert [p.name for p in find_videos(tmp_path, "avi")] == ["b.avi"]

@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 from lightning_dlc.data.demo import demo_meta
 from lightning_dlc.data.demo_scene import render_scene, write_video
 from lightning_dlc.inference.analyze import Predictor, analyze_video
-from lightning_dlc.inference.features import FeaturesFile, feature_layer, sample_at_keypoints
+from lightning_dlc.inference.features import (APPEARANCE_PATCH, FeaturesFile, appearance_maps, feature_layer,
+                                              sample_at_keypoints)
 from lightning_dlc.models.heads.heatmap_targets import grid_to_pixels
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.preprocess import normalize_images
@@ -73,13 +74,32 @@ def test_a_cell_is_read_at_its_centre_and_between_centres_linearly():
     np.testing.assert_allclose(got[0, 0].numpy(), want, atol=1e-5)
 
 
+def _patch_statistics(image: np.ndarray, patch: int) -> np.ndarray:
+    """Independent reference: ``[6, H, W]`` mean and std (ddof 0) of each channel over the patch around each
+    pixel, counting only pixels inside the image (NaN padding left out)."""
+    r = patch // 2
+    padded = np.pad(image.astype(np.float64), ((0, 0), (r, r), (r, r)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (patch, patch), axis=(1, 2))  # [3, H, W, p, p]
+    return np.concatenate([np.nanmean(windows, (-2, -1)), np.nanstd(windows, (-2, -1))])
+
+
+def test_appearance_is_the_patch_mean_and_spread_around_the_pixel():
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(3, 11, 13)).astype(np.float32)
+    image[:, 4:, 6:] = [[[0.5]], [[-1.0]], [[2.0]]]               # a flat region: std 0 inside it
+    got = appearance_maps(torch.from_numpy(image)[None], patch=5)[0].numpy()
+    np.testing.assert_allclose(got, _patch_statistics(image, 5), atol=1e-5)
+    np.testing.assert_allclose(got[:, 8, 10], [0.5, -1.0, 2.0, 0, 0, 0], atol=1e-3)
+
+
 def test_top_down_models_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="top-down"):
         feature_layer(SimpleNamespace(top_down=object()))
 
 
 def _reference_features(model, video: Path, keypoints: np.ndarray, resize: float | None) -> np.ndarray:
-    """A separate forward pass: frames decoded again, resized, padded to 32, the backbone alone in float32."""
+    """A separate forward pass: frames decoded again, resized, padded to 32, the backbone alone in float32;
+    the feature map's values, then the normalized input's patch mean and std (R, G, B)."""
     cap = cv2.VideoCapture(str(video))
     frames = []
     while True:
@@ -92,13 +112,15 @@ def _reference_features(model, video: Path, keypoints: np.ndarray, resize: float
     if resize:
         x = F.interpolate(x, scale_factor=resize, mode="area", recompute_scale_factor=False)
     x = F.pad(x, (0, -x.shape[-1] % 32, 0, -x.shape[-2] % 32))
+    x = normalize_images(x)
     with torch.no_grad():
-        maps = model.backbone(normalize_images(x)).numpy()
+        maps = model.backbone(x).numpy()
+    looks = [_patch_statistics(image, APPEARANCE_PATCH) for image in x.numpy()]
     stride = model.backbone.stride
-    out = np.full((*keypoints.shape[:-1], maps.shape[1]), np.nan, np.float32)
+    out = np.full((*keypoints.shape[:-1], maps.shape[1] + 6), np.nan, np.float32)
     for t, n, k in zip(*np.nonzero(np.isfinite(keypoints[..., 0]))):
         x_in, y_in = (keypoints[t, n, k, :2] + 0.5) * scale - 0.5   # frame pixels -> network-input pixels
-        out[t, n, k] = _bilinear(maps[t], x_in, y_in, stride)
+        out[t, n, k] = np.concatenate([_bilinear(maps[t], x_in, y_in, stride), _bilinear(looks[t], x_in, y_in, 1)])
     return out
 
 
@@ -115,21 +137,26 @@ def test_analysis_features_equal_a_separate_forward_pass(setup, tmp_path, resize
     prefix = Path(summary.h5).with_suffix("")
     table = pd.read_hdf(summary.h5, key="df_with_missing").to_numpy().reshape(N_FRAMES, 1, 5, 3)
     with FeaturesFile(f"{prefix}_features.h5") as stored:
-        assert stored.shape == (N_FRAMES, 1, 5, 152)  # regnetx_002 cut at stride 16: 152 channels
+        assert stored.shape == (N_FRAMES, 1, 5, 152 + 6)  # regnetx_002 cut at stride 16: 152 channels; appearance
         assert stored.attrs["stride"] == 16 and stored.attrs["layer"] == "backbone"
+        assert stored.attrs["channels"] == 152 and stored.attrs["appearance"] == 6
         np.testing.assert_array_equal(stored.keypoints, table)   # read at the .h5's keypoints
         features = np.concatenate([chunk for _, chunk in stored.chunks(size=3)])
         np.testing.assert_array_equal(stored.rows([7, 2, 7], [0, 0, 0]), features[[7, 2, 7], 0])
     assert np.isfinite(table[..., :2]).all() and np.isfinite(features).all()
     want = _reference_features(setup.model.float().to(memory_format=torch.contiguous_format), setup.video, table,
                                resize)
-    scale = np.abs(want).max()
+    # each part against its own range: appearance values (normalized pixels) are smaller than the features;
     # float16 storage: relative error 1e-3; channels-last convolutions add rounding of the same order
-    np.testing.assert_allclose(features, want, atol=3e-3 * scale, rtol=2e-3)
+    features_part, appearance = slice(0, 152), slice(152, None)
+    for part in (features_part, appearance):
+        np.testing.assert_allclose(features[..., part], want[..., part], atol=3e-3 * np.abs(want[..., part]).max(),
+                                   rtol=2e-3)
     # the wrong convention (cell i centred at i * stride, issue 2794's kind of bug) is far off
-    shifted = _reference_features(setup.model, setup.video, table + np.array([7.5 / (resize or 1), 7.5 / (resize or 1),
-                                                                             0]), resize)
-    assert np.abs(shifted - features).max() > 30 * 3e-3 * scale
+    offset = 7.5 / (resize or 1)
+    shifted = _reference_features(setup.model, setup.video, table + np.array([offset, offset, 0]), resize)
+    scale = np.abs(want[..., features_part]).max()
+    assert np.abs(shifted[..., features_part] - features[..., features_part]).max() > 30 * 3e-3 * scale
 
 
 def test_the_features_option_does_not_change_predictions(setup, tmp_path):
@@ -138,4 +165,4 @@ def test_the_features_option_does_not_change_predictions(setup, tmp_path):
     plain, with_features = predictor(frames), predictor(frames, features=True)
     assert set(with_features) == {*plain, "features"}
     np.testing.assert_array_equal(plain["bodypart"], with_features["bodypart"])
-    assert with_features["features"].shape == (3, 1, 5, 152)
+    assert with_features["features"].shape == (3, 1, 5, 152 + 6)

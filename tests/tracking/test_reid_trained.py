@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lightning_dlc import api
 from lightning_dlc.project.errors import ProjectError
@@ -18,16 +19,22 @@ _spec = importlib.util.spec_from_file_location("reid_accuracy", REPO / "benchmar
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
-N_FRAMES, SIZE, POSE_EPOCHS, REID_EPOCHS = 60, 128, 25, 8
-# Held-out triplets (last 20 % of the frames): the benchmark's 150 frames reach >= 0.95; 60 frames leave
-# few test triplets, so the bound here is looser. An untrained re-ID model scores about 0.5.
-MIN_ACCURACY = 0.85
+N_FRAMES, SIZE, POSE_EPOCHS, REID_EPOCHS = 150, 128, 60, 20
+# Held-out triplets (last 20 % of the frames): measured 0.948 with 20 re-ID epochs (the benchmark's 40: 0.96;
+# other re-ID seeds 0.92-0.98; backbone features without the image appearance: 0.84). An untrained re-ID model
+# scores about 0.5. (60 frames leave ~12 test frames: 1.0 there says little.)
+MIN_ACCURACY = 0.9
 
 
 @pytest.fixture(scope="module")
 def reid(tmp_path_factory):
-    config, video = bench.analyzed_demo(tmp_path_factory.mktemp("reid"), N_FRAMES, SIZE, POSE_EPOCHS)
-    result, = api.transformer_reID(config, [video], snapshot="last", train_epochs=REID_EPOCHS, n_triplets=400)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on shared cores: more threads only contend (measured 17x slower)
+    try:
+        config, video = bench.analyzed_demo(tmp_path_factory.mktemp("reid"), N_FRAMES, SIZE, POSE_EPOCHS)
+        result, = api.transformer_reID(config, [video], snapshot="last", train_epochs=REID_EPOCHS, n_triplets=1000)
+    finally:
+        torch.set_num_threads(threads)
     return config, video, result
 
 
@@ -50,8 +57,9 @@ def test_fragmented_tracklets_switch_identities_less_with_reid(reid):
     scores = bench.switches_with_and_without_reid(prefix, video.parent / "fishtank_groundtruth.h5", result.cost,
                                                   N_FRAMES)
     print(scores)
-    # measured: 5.3 switches with re-ID, 6.3 without (IDF1 0.51 and 0.60: the embedding cost is not tuned yet)
-    assert scores["reid"]["switches"] < scores["motion"]["switches"]
+    # measured (3 seeds, 20 re-ID epochs): 8.0 switches with re-ID, 8.3 without; IDF1 0.55 with, 0.50 without
+    assert scores["reid"]["switches"] <= scores["motion"]["switches"]
+    assert scores["reid"]["idf1"] > scores["motion"]["idf1"]
 
 
 def test_without_features_the_error_says_what_to_run(reid, tmp_path):
