@@ -77,13 +77,9 @@ def main() -> None:
     project = REPO / "outputs" / "demo_project"
     cfg = compose(args.out, project, args.detector_epochs, args.pose_epochs)
     args.out.mkdir(parents=True, exist_ok=True)
-    import lightning as L
-
-    L.seed_everything(cfg.seed, workers=True)
     t0 = time.perf_counter()
     detector = train_detector(cfg, args.out)
     t1 = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True)
     pose = train_pose(cfg, args.out)
     t2 = time.perf_counter()
     evaluation = evaluate_snapshots(args.out, "best", device="cpu", overwrite=True)

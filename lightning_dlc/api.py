@@ -262,16 +262,15 @@ def extract_frames_to_relabel(config, dataset, reasons=None):
 # --------------------------------------------------------------------------- tracking and labeled videos
 def _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype) -> list[tuple]:
     """(video, ``<folder>/<video stem><scorer>``) per video: where its analysis files are, named as
-    :func:`analyze_videos` names them (the scorer of the shuffle's snapshot). Videos named after the scorer
-    are this model's labeled videos (a folder holds them beside the analysis): left out."""
+    :func:`analyze_videos` names them (the scorer of the shuffle's snapshot); a folder's labeled videos are
+    left out by :func:`~lightning_dlc.inference.analyze.find_videos`."""
     from lightning_dlc.inference.analyze import describe_snapshot, find_videos
     from lightning_dlc.models.snapshot_files import load_snapshot
     from lightning_dlc.project.analysis_files import output_prefix
 
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
     scorer = describe_snapshot(path, load_snapshot(path), cfg.path).scorer
-    return [(v, Path(destfolder or v.parent) / output_prefix(v, scorer)) for v in find_videos(videos, videotype)
-            if scorer not in v.stem]
+    return [(v, Path(destfolder or v.parent) / output_prefix(v, scorer)) for v in find_videos(videos, videotype)]
 
 
 def convert_detections2tracklets(config, videos, videotype=None, shuffle: int = 1, trainingsetindex: int = 0,

@@ -76,6 +76,14 @@ def boxes_with_margin(keypoints, margin: float | torch.Tensor = DEFAULT_MARGIN, 
     return boxes.numpy() if to_numpy else boxes
 
 
+def label_boxes(keypoints: torch.Tensor, sizes: torch.Tensor, scale: torch.Tensor | float = 1.0,
+                margin: float = DEFAULT_MARGIN) -> torch.Tensor:
+    """A batch's animal boxes ``[B, N, 4]``: labeled keypoints ``[B, N, K, 3]`` + ``margin`` pixels of the
+    original image (resized by each image's ``scale``), clipped to each image's ``sizes [B, 2]`` (h, w)."""
+    scale = torch.as_tensor(scale, dtype=torch.float32, device=keypoints.device).reshape(-1, 1)
+    return boxes_with_margin(keypoints, margin * scale, size=sizes[:, None, :].to(keypoints.device))
+
+
 def _crop_size(crop_size: Sequence[int]) -> tuple[int, int]:
     h, w = (int(v) for v in crop_size)
     if h < 1 or w < 1:

@@ -63,7 +63,7 @@ DLC_INDEX = ["%Training dataset", "Shuffle number", "Training epochs", "Detector
 RESULT_COLUMNS = ["snapshot", "epoch", "split", *METRICS, "pcutoff", "n_images", "scorer"]
 
 __all__ = ["COMBINED_CSV", "RESULTS_CSV", "SNAPSHOT_CHOICES", "RunData", "evaluate_snapshots", "find_snapshots",
-           "ground_truth", "load_run_data", "net_name", "run_detector", "scorer_name", "snapshot_header"]
+           "detector_beside", "ground_truth", "load_run_data", "net_name", "run_detector", "scorer_name", "snapshot_header"]
 
 
 # --------------------------------------------------------------------------- which snapshots
@@ -401,11 +401,18 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     return results
 
 
+def detector_beside(pose_snapshot: Path) -> Path | None:
+    """The best (else last) ``snapshot-detector-*.ckpt`` in a top-down pose snapshot's run folder, or None."""
+    try:
+        return find_snapshots(pose_snapshot.parent, "best", prefix=DETECTOR)[0]
+    except ProjectError:  # none there
+        return None
+
+
 def run_detector(pose_snapshot: Path, device):
     """A top-down run's best detector (its boxes are what inference uses), or None: labeled boxes."""
-    try:
-        path = find_snapshots(pose_snapshot.parent, "best", prefix=DETECTOR)[0]
-    except ProjectError:
+    path = detector_beside(pose_snapshot)
+    if path is None:
         log.warning("%s: no snapshot-detector-*.ckpt beside this top-down model: evaluating on crops of the "
                     "labeled animals (ground-truth boxes)", pose_snapshot)
         return None

@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from lightning_dlc.data.dataset import resize_points, to_original_pixels
 from lightning_dlc.evaluation import report as _report  # module, not names: report imports inference
 from lightning_dlc.inference.features import (APPEARANCE_CHANNELS, APPEARANCE_PATCH, FeaturesWriter,
                                               capture_features, feature_channels, feature_layer,
@@ -57,7 +58,7 @@ from lightning_dlc.inference.features import (APPEARANCE_CHANNELS, APPEARANCE_PA
 from lightning_dlc.inference.predict import detect_boxes, load_detector, load_model, predict_batch, resolve_device
 from lightning_dlc.inference.video import open_video, parse_crop, probe_video
 from lightning_dlc.models.detectors import Detector
-from lightning_dlc.models.snapshot_files import DETECTOR, load_snapshot, snapshot_epoch
+from lightning_dlc.models.snapshot_files import load_snapshot, snapshot_epoch
 from lightning_dlc.models.pose_model import PoseModel
 from lightning_dlc.project import analysis_files as files
 from lightning_dlc.project.config import ProjectConfig
@@ -307,7 +308,7 @@ class Predictor:
             if boxes.ndim != 3 or boxes.shape[0] != x.shape[0]:
                 raise ValueError(f"boxes must be [B={x.shape[0]}, N, 4] (xyxy per frame), got {tuple(boxes.shape)}")
             # resized frames: boxes move with the pixels (corners as points)
-            return boxes if scale == 1.0 else ((boxes + 0.5) * scale - 0.5)
+            return boxes if scale == 1.0 else resize_points(boxes, scale)
         if self.detector is None:
             raise ValueError("this top-down model needs boxes: give boxes=..., or a detector snapshot "
                              "(detector=.../snapshot-detector-NNN.ckpt; a run trained with detector=<name> has one)")
@@ -319,7 +320,7 @@ class Predictor:
             raise ValueError("this predictor has no detector")
         x, scale = self._prepare(images)
         found = detect_boxes(self.detector, x, self.meta.max_individuals, self.box_threshold)
-        found[..., :4] = (found[..., :4] + 0.5) / scale - 0.5
+        found[..., :4] = to_original_pixels(found[..., :4], scale)
         return found.cpu().numpy()
 
     @torch.no_grad()
@@ -391,12 +392,11 @@ def _detector_snapshot(pose_snapshot: Path, detector) -> Path | None:
         if not path.is_file():
             raise ProjectError(path, "no such detector snapshot file")
         return path
-    try:
-        return _report.find_snapshots(pose_snapshot.parent, "best", prefix=DETECTOR)[0]
-    except ProjectError:
+    path = _report.detector_beside(pose_snapshot)
+    if path is None:
         log.warning("%s: a top-down model with no snapshot-detector-*.ckpt beside it: give boxes, or "
                     "detector=<a detector snapshot>", pose_snapshot)
-        return None
+    return path
 
 
 def snapshot_from_args(run=None, snapshot="best") -> Path:

@@ -7,7 +7,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from lightning_dlc.data.crops import DEFAULT_MARGIN, boxes_with_margin
+from lightning_dlc.data.crops import DEFAULT_MARGIN, label_boxes
 from lightning_dlc.data.dataset import to_original_pixels
 from lightning_dlc.evaluation.boxes import box_metrics
 from lightning_dlc.lit.gather import gather_per_image
@@ -62,13 +62,11 @@ class DetectorModule(L.LightningModule):
     def target_boxes(self, batch: dict, keypoints: torch.Tensor | None = None,
                      sizes: torch.Tensor | None = None) -> torch.Tensor:
         """Ground-truth boxes ``[B, N, 4]`` in the batch's (resized) pixels, NaN where none."""
-        scale = batch["scale"].to(torch.float32)[:, None]
         if self.box_source == "labels":
             return batch["boxes"].float()
         keypoints = batch["keypoints"] if keypoints is None else keypoints
         sizes = batch["sizes"] if sizes is None else sizes
-        # the margin is in original pixels: resized images get it resized
-        return boxes_with_margin(keypoints, self.margin * scale.to(keypoints.device), size=sizes[:, None, :])
+        return label_boxes(keypoints, sizes, batch["scale"], self.margin)
 
     def _targets(self, boxes: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         targets = []

@@ -33,13 +33,19 @@ def _optional(node):
     return None if node is None or (isinstance(node, DictConfig) and not node) else node
 
 
+def _augment(cfg: DictConfig, meta, **overrides):
+    """The ``augment`` group's module for this project's bodyparts (None for ``augment=none``)."""
+    augment = _optional(cfg.get("augment"))
+    if augment is None:
+        return None
+    return instantiate(augment, bodyparts=list(meta.bodyparts), unique_bodyparts=list(meta.unique_bodyparts),
+                       **overrides)
+
+
 def build_module(cfg: DictConfig, datamodule) -> PoseModule:
     """Model (fitted to the project's metadata, read once here), optimizer, schedule, augmentation."""
     meta = datamodule.load_meta()
     model = model_from_config(cfg.model, meta)
-    augment = _optional(cfg.get("augment"))
-    # top-down models see crops already cut to size: augmentation must not crop them again
-    crop = {"crop_size": None} if model.top_down is not None and augment is not None else {}
     scheduler = _optional(cfg.get("scheduler"))
     pcutoff = cfg.get("pcutoff")
     if pcutoff is None:
@@ -48,8 +54,8 @@ def build_module(cfg: DictConfig, datamodule) -> PoseModule:
         model=model,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(scheduler) if scheduler is not None else None,
-        augment=instantiate(augment, bodyparts=list(meta.bodyparts), unique_bodyparts=list(meta.unique_bodyparts),
-                            **crop) if augment is not None else None,
+        # top-down models see crops already cut to size: augmentation must not crop them again
+        augment=_augment(cfg, meta, **({"crop_size": None} if model.top_down is not None else {})),
         pcutoff=float(pcutoff),
         oks_sigma=cfg.oks_sigma,
         image_log_interval=cfg.image_log_interval,
@@ -63,14 +69,12 @@ def build_detector_module(cfg: DictConfig, datamodule) -> DetectorModule:
     """The detector stage's module: ``detector.model`` trained as ``detector.train`` says."""
     meta = datamodule.load_meta()
     train = cfg.detector.train
-    augment = _optional(cfg.get("augment"))
     scheduler = _optional(train.get("scheduler"))
     return DetectorModule(
         detector=instantiate(cfg.detector.model),
         optimizer=instantiate(train.optimizer) if _optional(train.get("optimizer")) is not None else None,
         scheduler=instantiate(scheduler) if scheduler is not None else None,
-        augment=instantiate(augment, bodyparts=list(meta.bodyparts),
-                            unique_bodyparts=list(meta.unique_bodyparts)) if augment is not None else None,
+        augment=_augment(cfg, meta),
         margin=train.margin,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
@@ -151,6 +155,7 @@ def _report(trainer: L.Trainer, output_dir: Path, what: str, metrics: dict, name
 
 def train_detector(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """The detector stage: returns its final box metrics (``test.bbox_mAP``, ...)."""
+    L.seed_everything(cfg.seed, workers=True)
     batch_size = cfg.detector.train.get("batch_size")
     datamodule = instantiate(cfg.data, **({"batch_size": batch_size} if batch_size else {}))
     module = build_detector_module(cfg, datamodule)
@@ -164,6 +169,7 @@ def train_detector(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
 def train_pose(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """The pose stage: returns its final test metrics (``test.rmse``, ``test.mAP``, ...)."""
+    L.seed_everything(cfg.seed, workers=True)  # each stage seeded: a pose-only run equals a two-stage run's pose
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg, output_dir)
@@ -182,13 +188,11 @@ def train(cfg: DictConfig) -> float | None:
     stages = stages_to_train(cfg)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(cfg.seed, workers=True)
     metrics, key = {}, cfg.snapshots.key_metric
     if "detector" in stages:
         metrics = train_detector(cfg, output_dir)
         key = cfg.detector.train.key_metric
     if "pose" in stages:
-        L.seed_everything(cfg.seed, workers=True)
         metrics, key = train_pose(cfg, output_dir), cfg.snapshots.key_metric
     value = metrics.get(key)
     return value if value is not None and math.isfinite(value) else None

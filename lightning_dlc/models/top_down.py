@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lightning_dlc.data.crops import DEFAULT_MARGIN, boxes_with_margin, crop_images, crop_transforms, from_crop, to_crop
+from lightning_dlc.data.crops import DEFAULT_MARGIN, crop_images, crop_transforms, from_crop, label_boxes, to_crop
 from lightning_dlc.models.preprocess import normalize_images, run_network
 
 
@@ -62,8 +62,7 @@ class TopDown:
     def label_boxes(self, keypoints: torch.Tensor, sizes: torch.Tensor, scale: torch.Tensor | float = 1.0
                     ) -> torch.Tensor:
         """Boxes ``[B, N, 4]`` around each individual's labels + margin (the detector's targets too)."""
-        scale = torch.as_tensor(scale, dtype=torch.float32, device=keypoints.device).reshape(-1, 1)
-        return boxes_with_margin(keypoints, self.margin * scale, size=sizes[:, None, :].to(keypoints.device))
+        return label_boxes(keypoints, sizes, scale, self.margin)
 
     def jitter(self, boxes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Boxes moved and rescaled at random (drawn on the CPU generator, so CPU and GPU runs agree)."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lightning_dlc.data.demo_scene import BODYPARTS, DemoScene, render_scene, write_video
+from video_frames import decode_rgb  # tests/video_frames.py
 
 W = H = 256
 LENGTH = 0.23 * W  # snout-to-tailtip length of the spine
@@ -32,18 +33,6 @@ def _pixels(frames: np.ndarray, kp: np.ndarray) -> np.ndarray:
     row = np.clip(np.rint(kp[..., 1]), 0, frames.shape[1] - 1).astype(int)
     f = np.arange(len(frames))[:, None, None]
     return frames[f, row, col]
-
-
-def _video_frames(path) -> np.ndarray:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return np.array(out)
 
 
 def test_shapes_and_dtypes(scene):
@@ -204,7 +193,7 @@ def test_write_video_h264_round_trip(scene, tmp_path):
     ok, frame17 = cap.read()
     cap.release()
     assert ok
-    decoded = _video_frames(path)
+    decoded = decode_rgb(path)
     assert decoded.shape == frames.shape
     mad = np.abs(decoded.astype(int) - frames).mean(axis=(1, 2, 3))
     assert mad.max() < 8
@@ -220,7 +209,7 @@ def test_write_video_vp9_round_trip(scene, tmp_path):
     frames = scene.frames[:20]
     path = tmp_path / "demo.webm"
     write_video(path, frames, scene.fps, codec="libvpx-vp9")
-    decoded = _video_frames(path)
+    decoded = decode_rgb(path)
     if len(decoded) == 0:  # an OpenCV build without VP9
         import imageio_ffmpeg
 
@@ -236,7 +225,7 @@ def test_write_video_mjpeg_round_trip(scene, tmp_path):
     frames = scene.frames[:10]
     path = tmp_path / "demo.avi"
     write_video(path, frames, scene.fps, codec="mjpeg")
-    decoded = _video_frames(path)
+    decoded = decode_rgb(path)
     assert decoded.shape == frames.shape
     assert np.abs(decoded.astype(int) - frames).mean() < 8
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +20,7 @@ from lightning_dlc.inference.features import (APPEARANCE_PATCH, FeaturesFile, ap
 from lightning_dlc.models.heads.heatmap_targets import grid_to_pixels
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.preprocess import normalize_images
+from video_frames import decode_rgb  # tests/video_frames.py
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 WIDTH, HEIGHT, N_FRAMES = 100, 90, 10  # neither a multiple of 32: the network input is padded
@@ -100,14 +100,7 @@ def test_top_down_models_are_refused_with_the_reason():
 def _reference_features(model, video: Path, keypoints: np.ndarray, resize: float | None) -> np.ndarray:
     """A separate forward pass: frames decoded again, resized, padded to 32, the backbone alone in float32;
     the feature map's values, then the normalized input's patch mean and std (R, G, B)."""
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    x = torch.from_numpy(decode_rgb(video)).permute(0, 3, 1, 2).float() / 255
     scale = resize or 1.0
     if resize:
         x = F.interpolate(x, scale_factor=resize, mode="area", recompute_scale_factor=False)

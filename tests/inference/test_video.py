@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import threading
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ import torch
 from lightning_dlc.data.demo_scene import render_scene, write_video
 from lightning_dlc.inference import video as video_mod
 from lightning_dlc.inference.video import VideoError, open_video, probe_video
+from video_frames import decode_rgb  # tests/video_frames.py
 
 N_FRAMES = 30
 SIZE = 128
@@ -37,19 +37,6 @@ def clips(tmp_path_factory, damage):
     paths["black_vp9"] = root / "black.webm"
     write_video(paths["black_vp9"], np.zeros((24, 64, 64, 3), np.uint8), 25.0, "libvpx-vp9")
     return paths
-
-
-def _decode_all(path) -> np.ndarray:
-    """Reference: every frame OpenCV decodes, RGB [n, H, W, 3]."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame[..., ::-1])
-    cap.release()
-    return np.stack(frames)
 
 
 def _read(reader):
@@ -81,7 +68,7 @@ def test_opencv_reader_h264_matches_a_full_decode(clips):
     assert sizes == [8, 8, 8, 6]
     np.testing.assert_array_equal(indices, np.arange(N_FRAMES))
     assert valid.all()
-    np.testing.assert_array_equal(frames, _decode_all(clips["h264"]))  # same decoder: same pixels
+    np.testing.assert_array_equal(frames, decode_rgb(clips["h264"]))  # same decoder: same pixels
     assert np.abs(frames.astype(int) - clips["frames"]).mean() < 5  # and close to what was encoded
     again = _read(reader)  # a reader can be iterated again
     np.testing.assert_array_equal(again[0], frames)
@@ -95,7 +82,7 @@ def test_dali_cpu_reader_matches_a_full_decode(clips, name):
     assert sizes == [8, 8, 8, 6]  # DALI's padding of the last sequence is dropped
     np.testing.assert_array_equal(indices, np.arange(N_FRAMES))
     assert valid.all()
-    reference = _decode_all(clips[name]).astype(int)
+    reference = decode_rgb(clips[name]).astype(int)
     # Another YUV->RGB conversion than OpenCV's: close, not equal.
     assert np.abs(frames.astype(int) - reference).mean(axis=(1, 2, 3)).max() < 3
 
@@ -103,7 +90,7 @@ def test_dali_cpu_reader_matches_a_full_decode(clips, name):
 @pytest.mark.parametrize("name,reader", [("h264", "opencv"), ("vp9", "dali")])
 def test_crop_and_frame_range(clips, name, reader):
     x1, x2, y1, y2 = CROP
-    reference = _decode_all(clips[name]).astype(int)
+    reference = decode_rgb(clips[name]).astype(int)
     for crop in (CROP, "10, 100, 5, 90"):
         with open_video(clips[name], reader=reader, device="cpu", batch_size=7, crop=crop,
                         start=5, stop=23) as r:
@@ -193,7 +180,7 @@ def test_breaking_off_stops_the_decoding_thread(clips):
 @pytest.mark.gpu
 def test_dali_gpu_reader_h264(clips):
     x1, x2, y1, y2 = CROP
-    reference = _decode_all(clips["h264"]).astype(int)
+    reference = decode_rgb(clips["h264"]).astype(int)
     for reader in ("dali", "auto"):
         with open_video(clips["h264"], reader=reader, device="cuda", batch_size=8) as r:
             assert r.backend == "dali-gpu"
