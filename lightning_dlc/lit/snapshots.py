@@ -6,11 +6,22 @@ import math
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 
 from lightning_dlc.models.snapshot_files import POSE, load_snapshot, snapshot_epoch, snapshot_patterns
 
-__all__ = ["Snapshots", "load_snapshot", "snapshot_epoch"]
+__all__ = ["Snapshots", "epochs_completed", "load_snapshot", "snapshot_epoch"]
 log = logging.getLogger(__name__)
+
+
+def epochs_completed(trainer: L.Trainer) -> int:
+    """Epochs the weights have trained, the number DeepLabCut puts in a snapshot's name.
+
+    Inside ``fit`` the running epoch is done by the time its validation or end hooks run, but
+    ``current_epoch`` only counts it afterwards; outside ``fit`` (a ``validate`` after training
+    or after a resume) ``current_epoch`` already counts every finished epoch.
+    """
+    return trainer.current_epoch + (1 if trainer.state.fn == TrainerFn.FITTING else 0)
 
 
 class Snapshots(L.Callback):
@@ -67,14 +78,15 @@ class Snapshots(L.Callback):
         self.best = value
         old = [p for p in self.dirpath.glob(f"{self.prefix}-best-*.ckpt")
                if self._best_name.search(p.name)] if trainer.is_global_zero else []
-        path = self._save(trainer, f"{self.prefix}-best-{trainer.current_epoch + 1:03d}.ckpt")
+        epoch = epochs_completed(trainer)
+        path = self._save(trainer, f"{self.prefix}-best-{epoch:03d}.ckpt")
         for stale in old:
             if stale != path:
                 stale.unlink(missing_ok=True)
-        log.info("new best %s = %.4f at epoch %d: %s", self.key_metric, value, trainer.current_epoch + 1, path.name)
+        log.info("new best %s = %.4f at epoch %d: %s", self.key_metric, value, epoch, path.name)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch + 1
+        epoch = epochs_completed(trainer)
         last = epoch >= (trainer.max_epochs or math.inf)
         if epoch % self.save_epochs and not last:
             return

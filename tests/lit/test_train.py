@@ -64,6 +64,25 @@ def test_resume_continues_epochs_with_optimizer_state(tiny_demo, tmp_path):
         "Adam's step counters continue from the first run"
 
 
+def test_snapshots_name_the_epochs_completed_when_the_last_epoch_was_not_validated(tiny_demo, tmp_path):
+    """The validation after fit (eval_interval does not divide max_epochs) names files by epochs done."""
+    out = tmp_path / "run"
+    train(compose_train(tiny_overrides(tiny_demo, out, "eval_interval=2")))
+    assert sorted(p.name for p in out.glob("snapshot-*.ckpt")) == ["snapshot-001.ckpt", "snapshot-best-001.ckpt"]
+
+
+def test_resumed_run_names_snapshots_by_total_epochs(tiny_demo, tmp_path):
+    first = tmp_path / "first"
+    train(compose_train(tiny_overrides(tiny_demo, first, "eval_interval=0")))
+    second = tmp_path / "second"
+    train(compose_train(tiny_overrides(tiny_demo, second, "eval_interval=2", "trainer.max_epochs=3",
+                                       f"ckpt_path={first / 'snapshot-001.ckpt'}")))
+    assert (second / "snapshot-003.ckpt").is_file()
+    best = [p.name for p in second.glob("snapshot-best-*.ckpt")]
+    # validated in fit after epoch 2, then once more after fit (epoch 3 was not a validation epoch)
+    assert best in (["snapshot-best-002.ckpt"], ["snapshot-best-003.ckpt"]), best
+
+
 def test_resume_with_an_edited_schedule(tiny_demo, tmp_path):
     first = tmp_path / "first"
     train(compose_train(tiny_overrides(tiny_demo, first, "eval_interval=0")))
