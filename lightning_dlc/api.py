@@ -145,7 +145,7 @@ def _trained_snapshot(cfg, shuffle: int, trainingsetindex: int, snapshot) -> Pat
 def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
                    batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
                    overwrite: bool = False, cropping=None, videotype=None, auto_track: bool = False,
-                   track_method: str = "ellipse", **options):
+                   track_method: str = "ellipse", wait_for_lock: bool = False, **options):
     """DeepLabCut's analyze_videos: every frame of each video -> DeepLabCut's output files.
 
     The model is the shuffle's snapshot in ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -158,6 +158,9 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     ``channels_last``, ``compile``, ``chunk_frames``, ``blank_threshold``, ``progress``, ``verbose``.
     ``auto_track`` (multi-animal): then tracklets and stitched tracks (:func:`convert_detections2tracklets`,
     :func:`stitch_tracklets` with ``track_method``) for every analyzed video.
+    One process at a time analyzes a video (with one scorer): a video another process is analyzing is
+    skipped (``status="locked"``, naming that process' pid and host), or waited for with
+    ``wait_for_lock=True``.
 
     A missing or unreadable video is logged and reported, and the others still run. Returns one
     :class:`~lightning_dlc.inference.analyze.VideoSummary` per video (``.status``, ``.h5``,
@@ -171,11 +174,12 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
         cropping = [cfg.data.get(k) for k in ("x1", "x2", "y1", "y2")]
     summaries = _analyze_videos(path, videos, destfolder, videotype=videotype, device=device, project=cfg.path,
                                 batch_size=batch_size, save_as_csv=save_as_csv, overwrite=overwrite, crop=cropping,
-                                **options)
+                                wait_for_lock=wait_for_lock, **options)
     if auto_track and cfg.multianimal:  # after analysis: inference/ knows nothing of tracking
         from lightning_dlc.tracking.pipeline import track_analyzed_videos
 
-        track_analyzed_videos(summaries, track_method, cfg.meta(), overwrite=overwrite)
+        track_analyzed_videos(summaries, track_method, cfg.meta(), overwrite=overwrite,
+                              wait_for_lock=wait_for_lock)
     return summaries
 
 
@@ -347,6 +351,7 @@ def create_labeled_video(config, videos, videotype=None, shuffle: int = 1, train
     An existing video is kept unless ``overwrite``. Returns the videos' paths.
     """
     from lightning_dlc.project.errors import ProjectError
+    from lightning_dlc.project.locks import lock_path
     from lightning_dlc.review.labeled_video import labeled_video
     from lightning_dlc.tracking.files import tracks_path
 
@@ -367,7 +372,7 @@ def create_labeled_video(config, videos, videotype=None, shuffle: int = 1, train
         outputs.append(labeled_video(video, h5, out, skeleton=cfg.skeleton if draw_skeleton else (),
                                      color_by=color_by, pcutoff=pcutoff, dotsize=dotsize or _dotsize(cfg),
                                      trail_points=trailpoints, keypoints_only=keypoints_only,
-                                     offset=_crop_offset(prefix), overwrite=overwrite))
+                                     offset=_crop_offset(prefix), overwrite=overwrite, lock=lock_path(prefix)))
     return outputs
 
 
@@ -381,6 +386,7 @@ def create_video_with_all_detections(config, videos, videotype=None, shuffle: in
                                      overwrite: bool = False, snapshot="best"):
     """DeepLabCut's create_video_with_all_detections: every assembly of the ``_assemblies.pickle`` (before
     tracking) drawn on its frame, coloured by bodypart, in ``<video><scorer>_full.mp4``. Returns the paths."""
+    from lightning_dlc.project.locks import lock_path
     from lightning_dlc.review.labeled_video import video_with_all_detections
     from lightning_dlc.tracking.files import read_assemblies
 
@@ -396,7 +402,7 @@ def create_video_with_all_detections(config, videos, videotype=None, shuffle: in
         outputs.append(video_with_all_detections(video, assemblies, out, bodyparts=cfg.meta().bodyparts,
                                                  skeleton=cfg.skeleton, pcutoff=pcutoff,
                                                  dotsize=dotsize or _dotsize(cfg), offset=_crop_offset(prefix),
-                                                 overwrite=overwrite))
+                                                 overwrite=overwrite, lock=lock_path(prefix)))
     return outputs
 
 

@@ -1,6 +1,8 @@
 """Analyze videos with a trained snapshot, writing DeepLabCut's files beside them (or in destfolder):
 python scripts/analyze_videos.py run=outputs/YYYY-MM-DD/HH-MM-SS videos=[/data/a.mp4,/data/b.mp4]
-Exits with status 1 if any video failed (the others are still analyzed)."""
+Exits with status 1 if any video failed (the others are still analyzed). A video another process is
+analyzing (same video and model) is skipped, naming its pid and host (status 0: that process writes it),
+or waited for with wait_for_lock=true."""
 import sys
 
 import hydra
@@ -23,7 +25,8 @@ def main(cfg: DictConfig) -> None:
     if auto_track:  # after analysis, from its files: inference knows nothing of tracking
         from lightning_dlc.tracking.pipeline import track_analyzed_videos
 
-        for path in track_analyzed_videos(summaries, track_method, overwrite=args["overwrite"]):
+        for path in track_analyzed_videos(summaries, track_method, overwrite=args["overwrite"],
+                                          wait_for_lock=args["wait_for_lock"]):
             print(f"tracks: {path}")
     if any(s.status == "failed" for s in summaries):
         sys.exit(1)

@@ -33,6 +33,23 @@ def peer_python() -> Path:
     pytest.skip(message)
 
 
+def import_deeplabcut():
+    """``import deeplabcut`` for the test modules that use it directly; skip where it is not installed.
+
+    Those modules run in DeepLabCut's environment (``PYTHONPATH=. .venv-dlc/bin/python -m pytest ...``,
+    as .ci/run does); under ``LIGHTNING_DLC_REQUIRE_PEER=1`` a missing DeepLabCut fails instead.
+    """
+    try:
+        import deeplabcut
+        return deeplabcut
+    except ImportError as error:
+        message = (f"DeepLabCut is not installed in this environment ({error}); run this module with "
+                   f"DeepLabCut 3.0.2's python and PYTHONPATH=., as .ci/run does")
+    if os.environ.get("LIGHTNING_DLC_REQUIRE_PEER") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
 def run_peer(jobs: list[dict], timeout: float = 900) -> list[dict]:
     """Run jobs (see tests/peer/dlc_side.py) in DeepLabCut's environment; one result per job.
 
@@ -53,3 +70,17 @@ def run_peer(jobs: list[dict], timeout: float = 900) -> list[dict]:
             what = job.get("function") or f"{job.get('net_type')} (top_down={job.get('top_down', False)})"
             raise AssertionError(f"DeepLabCut could not run {what}: {res['error']}")
     return results
+
+
+class Largest:
+    """The largest difference seen per quantity in a test module, printed at its end (``pytest -s``)."""
+
+    def __init__(self, family: str):
+        self.family, self.values = family, {}
+
+    def note(self, key: str, value: float) -> None:
+        self.values[key] = max(self.values.get(key, 0.0), float(value))
+
+    def print(self) -> None:
+        for key, value in self.values.items():
+            print(f"\n[{self.family}] largest {key}: {value:.3g}")

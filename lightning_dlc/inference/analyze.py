@@ -27,6 +27,14 @@ as do frames where a multi-animal model finds no animal; their assemblies are em
 in the summary and the meta pickle (``lightning_dlc`` entry, with the frame ranges).
 
 A final ``.h5`` that exists is kept unless ``overwrite=True`` (logged as already analyzed).
+
+One process at a time writes a video's outputs: the analysis holds ``<prefix>.lock``
+(:mod:`lightning_dlc.project.locks`, an OS file lock that dies with the process) from before it looks
+at ``.partial/`` until the files are in place. A second analysis of the same video and scorer skips
+it, naming the holder's pid and host (status ``locked``), or waits (``wait_for_lock=True``). Every
+chunk carries the state of the run that made it (snapshot, video file, settings, frame range) and is
+checked against the run's own state when resumed from and when assembled: a chunk of another run,
+snapshot or video, or overlapping frames, stops the run with the folder's name and the fix.
 :func:`analyze_videos` runs a list of videos (files or folders) with one model; a video that is
 missing or unreadable is logged with its path and the others still run. :func:`analyze_images`
 predicts images of any size and writes DeepLabCut's ``image_predictions_<scorer>.h5`` plus a JSON.
@@ -64,6 +72,7 @@ from lightning_dlc.project import analysis_files as files
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
+from lightning_dlc.project.locks import OutputLocked, lock_path, output_lock
 from lightning_dlc.project.predictions import PredictionsWriter, predictions_table, write_predictions
 
 log = logging.getLogger(__name__)
@@ -78,7 +87,7 @@ PRECISIONS = {"32": None, "32-true": None, "fp32": None, "bf16": torch.bfloat16,
               "16": torch.float16, "16-mixed": torch.float16, "fp16": torch.float16}
 DEFAULT_SCORER = "DLC_lightning_dlc"
 OK, INVALID, BLANK = 0, 1, 2  # frame status in the partial chunks
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: every chunk carries the state it was made with
 
 
 # --------------------------------------------------------------------------- the model
@@ -441,13 +450,40 @@ def read_boxes(boxes, n_frames: int | None = None, where: str = "boxes") -> np.n
 
 # --------------------------------------------------------------------------- partial results
 class _Partial:
-    """``<prefix>.partial/``: ``state.json`` (what the results depend on) and ``frames-<a>-<b>.npz`` chunks."""
+    """``<prefix>.partial/``: ``state.json`` (what the results depend on) and ``frames-<a>-<b>.npz`` chunks.
+
+    Each chunk also carries what made it: ``_state`` (the run's state as JSON: snapshot, video file,
+    settings) and ``_frames`` (its first and end frame). Chunks must run from frame 0 without gaps or
+    overlaps and carry this run's state; anything else (a chunk of another run, snapshot or video)
+    stops the run with the folder's name and the fix: it is never mixed in.
+    """
 
     def __init__(self, folder: Path, state: dict):
         self.folder = folder
         self.state = state
 
-    def _chunks(self) -> list[tuple[int, int, Path]]:
+    def _foreign(self, path: Path, problem: str) -> ProjectError:
+        return ProjectError(self.folder, f"{path.name}: {problem}; these partial results are not this run's "
+                                         "alone: remove the folder (or run again with overwrite=True) to start over")
+
+    def _check(self, path: Path, a: int, b: int, z) -> None:
+        """The chunk at ``path`` (open npz ``z``) was made by this run's state for frames ``[a, b)``."""
+        if "_state" not in z.files or "_frames" not in z.files:
+            raise self._foreign(path, "carries no record of the run that made it")
+        try:
+            made_by = json.loads(str(z["_state"]))
+        except ValueError:
+            raise self._foreign(path, "its record of the run that made it is unreadable") from None
+        differ = sorted(k for k in set(made_by) | set(self.state)
+                        if k != "chunk_frames" and made_by.get(k) != self.state.get(k))
+        if differ:
+            raise self._foreign(path, f"made by another run ({', '.join(differ)} differ)")
+        frames = [int(v) for v in np.asarray(z["_frames"]).reshape(-1)]
+        if frames != [a, b]:
+            raise self._foreign(path, f"holds frames {frames[0]}-{frames[-1] - 1}, its name says {a}-{b - 1}")
+
+    def _chunks(self, check: bool = True) -> list[tuple[int, int, Path]]:
+        """The chunks, in order: a complete run from frame 0 made by this run (else ProjectError)."""
         found = []
         for path in self.folder.glob("frames-*-*.npz"):
             parts = path.stem.split("-")
@@ -455,9 +491,13 @@ class _Partial:
                 found.append((int(parts[1]), int(parts[2]), path))
         found.sort()
         chunks, end = [], 0
-        for a, b, path in found:  # the complete run of chunks from frame 0
+        for a, b, path in found:
             if a != end or b <= a:
-                break
+                what = "overlaps the chunk before it" if a < end else "leaves a gap after the chunk before it"
+                raise self._foreign(path, f"frames {a}-{b - 1} {what} (frames 0-{end - 1} are covered)")
+            if check:
+                with np.load(path) as z:
+                    self._check(path, a, b, z)
             chunks.append((a, b, path))
             end = b
         return chunks
@@ -472,9 +512,9 @@ class _Partial:
                 old = None
             same = old is not None and all(old.get(k) == v for k, v in self.state.items() if k != "chunk_frames")
             if same:
+                self.state["chunk_frames"] = int(old.get("chunk_frames") or self.state["chunk_frames"])
                 chunks = self._chunks()
                 done = chunks[-1][1] if chunks else 0
-                self.state["chunk_frames"] = int(old.get("chunk_frames") or self.state["chunk_frames"])
                 if done:
                     log.info("%s: resuming from frame %d (resumed: %d frames in %d chunks of %s)",
                              self.state["video"], done, done, len(chunks), self.folder)
@@ -492,12 +532,15 @@ class _Partial:
         path = self.folder / f"frames-{first:010d}-{first + count:010d}.npz"
         with atomic_path(path, overwrite=True) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **{k: v[:count] for k, v in arrays.items()})
+                np.savez(f, **{k: v[:count] for k, v in arrays.items()},
+                         _state=np.array(json.dumps(self.state, sort_keys=True)),
+                         _frames=np.array([first, first + count], np.int64))
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        for a, b, path in self._chunks():
+        for a, b, path in self._chunks(check=False):
             with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files}
+                self._check(path, a, b, z)  # checked as read: nothing unchecked reaches the files
+                arrays = {k: z[k] for k in z.files if not k.startswith("_")}
             if len(arrays["status"]) != b - a:
                 raise ProjectError(path, f"holds {len(arrays['status'])} frames, its name says {b - a}")
             yield a, arrays
@@ -526,7 +569,8 @@ class _Ranges:
 # --------------------------------------------------------------------------- one video
 @dataclass
 class VideoSummary:
-    """What happened to one video. status: ``analyzed``, ``resumed``, ``skipped`` (already analyzed), ``failed``."""
+    """What happened to one video. status: ``analyzed``, ``resumed``, ``skipped`` (already analyzed), ``locked``
+    (another process is writing its outputs: ``error`` says which, by pid and host), ``failed``."""
 
     video: str
     status: str
@@ -543,8 +587,11 @@ class VideoSummary:
     error: str | None = None
 
     def line(self) -> str:
-        if self.status == "failed":
-            return f"{self.video}: FAILED: {self.error}"
+        if self.status == "failed":  # errors that name the video already start with it
+            error = str(self.error)
+            return f"{self.video}: FAILED: {error.removeprefix(f'{self.video}: ')}"
+        if self.status == "locked":
+            return f"{self.video}: skipped, {self.error}"
         if self.status == "skipped":
             return f"{self.video}: already analyzed, kept {self.h5} (overwrite=True replaces it)"
         resumed = " (resumed)" if self.status == "resumed" else ""
@@ -562,7 +609,7 @@ def _output_paths(out_dir: Path, prefix: str) -> dict[str, Path]:
     return {"h5": out_dir / f"{prefix}.h5", "csv": out_dir / f"{prefix}.csv",
             "full": out_dir / f"{prefix}_full.pickle", "meta": out_dir / f"{prefix}_meta.pickle",
             "assemblies": out_dir / f"{prefix}_assemblies.pickle", "partial": out_dir / f"{prefix}.partial",
-            "features": out_dir / f"{prefix}_features.h5"}
+            "features": out_dir / f"{prefix}_features.h5", "lock": lock_path(out_dir / prefix)}
 
 
 def _paf_graph(predictor: Predictor):
@@ -579,7 +626,7 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
                   overwrite: bool = False, save_as_csv: bool = False, chunk_frames: int = 1000,
                   blank_threshold: int | None = 4, progress: bool = True, project=None,
                   verbose: bool = True, detector="auto", box_threshold: float = 0.5, boxes=None,
-                  features: bool = False) -> VideoSummary:
+                  features: bool = False, wait_for_lock: bool = False) -> VideoSummary:
     """Predict every frame of one video and write DeepLabCut's files (see the module doc).
 
     Args:
@@ -604,6 +651,10 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
             array or a ``.npy`` file), xyxy in the video's pixels, NaN rows where fewer animals.
         features: also write ``<prefix>_features.h5``, the feature map at every keypoint, taken in the
             same forward pass (for re-identification; :mod:`~lightning_dlc.inference.features`).
+        wait_for_lock: when another process is writing this video's outputs (same video and scorer,
+            it holds ``<prefix>.lock``), wait for it to finish (then an analyzed video is skipped
+            unless ``overwrite``); False: skip the video at once (status ``locked``, naming the holder's
+            pid and host).
 
     Returns a :class:`VideoSummary`; raises :class:`~lightning_dlc.inference.video.VideoError` (naming
     the file) for a missing or unreadable video.
@@ -611,7 +662,8 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
     predictor = _predictor(model, device, precision, channels_last, compile, project, detector, box_threshold)
     summary = _analyze(predictor, Path(video), destfolder, batch_size=batch_size, reader=reader, crop=crop,
                        overwrite=overwrite, save_as_csv=save_as_csv, chunk_frames=chunk_frames,
-                       blank_threshold=blank_threshold, progress=progress, boxes=boxes, features=features)
+                       blank_threshold=blank_threshold, progress=progress, boxes=boxes, features=features,
+                       wait_for_lock=wait_for_lock)
     _report_line(summary.line(), verbose)
     return summary
 
@@ -625,7 +677,7 @@ def _report_line(line: str, verbose: bool) -> None:
 
 def _analyze(predictor: Predictor, video: Path, destfolder, *, batch_size: int, reader: str, crop,
              overwrite: bool, save_as_csv: bool, chunk_frames: int, blank_threshold, progress: bool,
-             boxes=None, features: bool = False) -> VideoSummary:
+             boxes=None, features: bool = False, wait_for_lock: bool = False) -> VideoSummary:
     if int(batch_size) < 1 or int(chunk_frames) < 1:
         raise ValueError(f"batch_size and chunk_frames must be >= 1, got {batch_size}, {chunk_frames}")
     batch_size = int(batch_size)
@@ -640,6 +692,23 @@ def _analyze(predictor: Predictor, video: Path, destfolder, *, batch_size: int, 
     if paths["h5"].exists() and not overwrite:
         return VideoSummary(str(video), "skipped", h5=str(paths["h5"]), scorer=scorer, frames=info.n_frames)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:  # the lock, held for the whole analysis: .partial and the files
+        try:
+            stack.enter_context(output_lock(paths["lock"], wait=wait_for_lock))
+        except OutputLocked as e:
+            return VideoSummary(str(video), "locked", scorer=scorer, frames=info.n_frames, error=str(e))
+        if paths["h5"].exists() and not overwrite:  # made meanwhile by the process we waited for
+            return VideoSummary(str(video), "skipped", h5=str(paths["h5"]), scorer=scorer, frames=info.n_frames)
+        return _analyze_locked(predictor, video, info, box, user_boxes, paths, batch_size=batch_size,
+                               reader=reader, save_as_csv=save_as_csv, chunk_frames=chunk_frames,
+                               blank_threshold=blank_threshold, progress=progress, features=features)
+
+
+def _analyze_locked(predictor: Predictor, video: Path, info, box, user_boxes, paths: dict[str, Path], *,
+                    batch_size: int, reader: str, save_as_csv: bool, chunk_frames: int, blank_threshold,
+                    progress: bool, features: bool) -> VideoSummary:
+    """:func:`_analyze` once the outputs' lock is held."""
+    scorer = predictor.scorer
 
     chunk = -(-int(chunk_frames) // batch_size) * batch_size
     snapshot = predictor.info.snapshot
@@ -840,8 +909,10 @@ def analyze_videos(model, videos, destfolder=None, *, videotype=None, device=Non
                    detector="auto", box_threshold: float = 0.5, **options) -> list[VideoSummary]:
     """:func:`analyze_video` for each video (files or folders), with one model loaded once.
 
-    A video that fails (missing, unreadable, ...) is logged with its path and reported in its
-    summary (``status="failed"``, ``error``); the other videos still run. Options are those of
+    A video that fails (missing, unreadable, ...) is reported once, as an error naming its path, and
+    in its summary (``status="failed"``, ``error``); the other videos still run. A video whose outputs
+    another process is writing (same video and scorer) is skipped (``status="locked"``, ``error``: the
+    lock file and the holder's pid and host), or waited for with ``wait_for_lock=True``. Options are those of
     :func:`analyze_video`; ``boxes`` (top-down models) maps each video's path or file name to its boxes.
     Returns one :class:`VideoSummary` per video, in order.
     """
@@ -856,19 +927,23 @@ def analyze_videos(model, videos, destfolder=None, *, videotype=None, device=Non
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as e:
-            log.error("%s: not analyzed: %s", video, e, exc_info=not isinstance(e, (ProjectError, OSError)))
             summary = VideoSummary(str(video), "failed", scorer=predictor.scorer, error=str(e))
-        _report_line(summary.line(), verbose)
+            # reported once, as an error (a traceback only for what is not a plain bad-file error)
+            log.error("%s", summary.line(), exc_info=not isinstance(e, (ProjectError, OSError)))
+        else:
+            _report_line(summary.line(), verbose)
         summaries.append(summary)
     if verbose and len(summaries) > 1:
-        by = {s: sum(x.status == s for x in summaries) for s in ("analyzed", "resumed", "skipped", "failed")}
+        by = {s: sum(x.status == s for x in summaries)
+              for s in ("analyzed", "resumed", "skipped", "locked", "failed")}
         print("Videos: " + ", ".join(f"{v} {k}" for k, v in by.items() if v), flush=True)
     return summaries
 
 
 def _video_options(options: dict) -> dict:
     defaults = {"batch_size": 8, "reader": "auto", "crop": None, "overwrite": False, "save_as_csv": False,
-                "chunk_frames": 1000, "blank_threshold": 4, "progress": True, "features": False}
+                "chunk_frames": 1000, "blank_threshold": 4, "progress": True, "features": False,
+                "wait_for_lock": False}
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise TypeError(f"unknown options {unknown}; known: {sorted(defaults)}")

@@ -15,8 +15,8 @@ Each keypoint's vector is two parts, both caught by hooks while the model predic
 Sampling: keypoints are mapped from the frame's pixels to the network input's (``resize_points``:
 resize only; padding is at the bottom and right, so it moves nothing), then read **bilinearly**
 between the four nearest cell centres. A cell ``i`` at stride ``s`` covers input pixels
-``[i s, (i + 1) s)`` and has its centre at ``(i + 0.5) s - 0.5``, the mapping every head uses
-(:func:`~lightning_dlc.models.heads.heatmap_targets.grid_to_pixels`); points past the outer cell
+``[i s, (i + 1) s)`` and has its centre at ``(i + 0.5) s - 0.5`` (the heads' maps follow DeepLabCut's
+own ``i s + s / 2`` instead, :func:`~lightning_dlc.models.heads.heatmap_targets.grid_to_pixels`); points past the outer cell
 centres take the border cells' values. The map covers the padded input exactly (``pad_multiple`` is a
 multiple of the stride), which is what makes ``grid_sample``'s ``align_corners=False`` this mapping.
 

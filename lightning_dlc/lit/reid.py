@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_dlc.inference.features import FeaturesFile, features_path
 from lightning_dlc.models.reid import ReIDTransformer
+from lightning_dlc.project.locks import lock_path, output_lock
 from lightning_dlc.project.records import ProjectMeta
 from lightning_dlc.tracking import files
 from lightning_dlc.tracking.pipeline import convert_to_tracklets, stitch_tracklet_file
@@ -133,9 +134,17 @@ def reid_video(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | 
     ``_<el|bx|sk>.pickle`` is missing. Triplets: ``n_triplets`` from the first ``1 - test_fraction`` of the
     frames to train on, a quarter as many from the rest to test on. The model is saved beside the tracks as
     ``<prefix>_reid.ckpt``. ``stitch_options``: ``min_length``, ``split_tracklets``, ``max_gap``, ``fill_gaps`` of
-    :func:`~lightning_dlc.tracking.pipeline.stitch_tracklet_file`.
+    :func:`~lightning_dlc.tracking.pipeline.stitch_tracklet_file`. Holds the video's output lock
+    (:func:`~lightning_dlc.project.locks.output_lock` on ``<prefix>.lock``) while it works.
     """
     prefix = Path(prefix)
+    with output_lock(lock_path(prefix)):
+        return _reid_video(prefix, method, meta, n_tracks, train_epochs, n_triplets, test_fraction, cost_weight,
+                           min_keypoints, overwrite, save_as_csv, seed, log_dir, **stitch_options)
+
+
+def _reid_video(prefix: Path, method, meta, n_tracks, train_epochs, n_triplets, test_fraction, cost_weight,
+                min_keypoints, overwrite, save_as_csv, seed, log_dir, **stitch_options) -> ReIDResult:
     if reid_tracks_path(prefix, method).exists() and not overwrite:
         log.info("%s: already stitched with re-ID (overwrite=True remakes it)", reid_tracks_path(prefix, method))
         return ReIDResult(reid_tracks_path(prefix, method), float("nan"), 0, 0, None)

@@ -1,12 +1,16 @@
-"""Animal detectors for top-down pose: torchvision's Faster R-CNN and SSDLite, behind one wrapper.
+"""Animal detectors for top-down pose: torchvision's Faster R-CNN and SSDLite, as DeepLabCut wraps them.
 
 :func:`build_detector` makes one of :data:`DETECTORS` with COCO weights by default and its class
 head cut down to the project's classes (``n_classes`` animal kinds + background), initialised
-from COCO's background and first classes ("person" first). A :class:`Detector` takes images as
-float ``[0, 1]`` (torchvision normalizes them itself) and boxes as xyxy in this project's pixel
-convention: pixel centres at integer coordinates, so an image of width W spans ``[-0.5, W - 0.5]``.
-torchvision puts pixel *edges* at integers; the wrapper adds 0.5 to boxes going in and takes it
-off the boxes coming out, so its resizing maps boxes exactly.
+from COCO's background and first classes ("person" first; DeepLabCut does so for SSDLite and
+starts Faster R-CNN's 2-class predictor afresh).
+
+DeepLabCut's detector names (``detector_type``, :data:`DLC_DETECTORS`) build DeepLabCut's models:
+the torchvision model sits at ``Detector.model`` exactly as in DeepLabCut's detector module, so
+the state dicts' keys are the same (the key map is the identity), and it sees what DeepLabCut's
+detectors see: images normalized with ImageNet's mean and std (DeepLabCut's inference transform),
+which torchvision then normalizes again itself. Boxes are xyxy as torchvision gives them; the
+top-down crops (:mod:`lightning_dlc.data.crops`) take them as DeepLabCut does.
 """
 from __future__ import annotations
 
@@ -24,10 +28,19 @@ from lightning_dlc.models.backbones.base import check_state_fits, read_state_dic
 
 log = logging.getLogger(__name__)
 
-FASTER_RCNN = ("fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2")
-SSD = ("ssdlite320_mobilenet_v3_large",)
-DETECTORS = FASTER_RCNN + SSD
+# DeepLabCut's detector_type names -> the torchvision builder each wraps
+DLC_DETECTORS = {"fasterrcnn_mobilenet_v3_large_fpn": "fasterrcnn_mobilenet_v3_large_fpn",
+                 "fasterrcnn_resnet50_fpn_v2": "fasterrcnn_resnet50_fpn_v2",
+                 "ssdlite": "ssdlite320_mobilenet_v3_large"}
+# ours, not a DeepLabCut detector_type: torchvision's v1 Faster R-CNN, fed [0, 1] images once
+OUR_DETECTORS = {"fasterrcnn_resnet50_fpn": "fasterrcnn_resnet50_fpn"}
+BUILDERS = {**DLC_DETECTORS, **OUR_DETECTORS}
+DETECTORS = tuple(BUILDERS)
+FASTER_RCNN = tuple(n for n, b in BUILDERS.items() if b.startswith("fasterrcnn"))
+SSD = tuple(n for n, b in BUILDERS.items() if b.startswith("ssdlite"))
+LEGACY_NAMES = {"ssdlite320_mobilenet_v3_large": "ssdlite"}  # our earlier name, still read from old run configs
 COCO_CLASSES = 91  # torchvision's COCO heads: background + 90 category ids
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # DeepLabCut's Normalize
 
 HINT = ("set detector.model.pretrained=false to train the detector from scratch, or detector.model.weights=PATH to "
         "load a local checkpoint (e.g. torchvision's COCO file for this detector, downloaded elsewhere)")
@@ -50,7 +63,9 @@ class Detector(nn.Module):
     """A torchvision detector with this project's box convention.
 
     ``forward(images, targets=None)``: ``images`` float ``[B, 3, H, W]`` in [0, 1] or a list of
-    ``[3, H_i, W_i]`` (sizes may differ). In training mode ``targets`` is a list of
+    ``[3, H_i, W_i]`` (sizes may differ); with ``imagenet_input`` (DeepLabCut's detectors) they are
+    normalized with ImageNet's mean and std before torchvision's own normalization, as DeepLabCut
+    does. In training mode ``targets`` is a list of
     ``{"boxes": float[n, 4] xyxy, "labels": int64[n] in 1..n_classes}`` (n may be 0) and the
     result is torchvision's dict of losses. In eval mode the result is one
     ``{"boxes": [m, 4], "scores": [m], "labels": [m]}`` per image, m <= ``max_detections``,
@@ -61,11 +76,12 @@ class Detector(nn.Module):
     """
 
     def __init__(self, model: nn.Module, name: str, n_classes: int, max_detections: int,
-                 freeze_bn_stats: bool = False):
+                 freeze_bn_stats: bool = False, imagenet_input: bool = False):
         super().__init__()
         self.model, self.name, self.n_classes = model, name, int(n_classes)
         self.max_detections = int(max_detections)
         self.freeze_bn_stats = bool(freeze_bn_stats)
+        self.imagenet_input = bool(imagenet_input)
 
     def train(self, mode: bool = True) -> Detector:
         super().train(mode)
@@ -81,17 +97,20 @@ class Detector(nn.Module):
             if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
                 raise ValueError(f"detector images must be float [3, H, W] in [0, 1], got {image.dtype} "
                                  f"{tuple(image.shape)}")
+        if self.imagenet_input:
+            mean = torch.tensor(IMAGENET_MEAN, device=images[0].device)[:, None, None]
+            std = torch.tensor(IMAGENET_STD, device=images[0].device)[:, None, None]
+            images = [(image - mean.to(image.dtype)) / std.to(image.dtype) for image in images]
         if self.training:
             if targets is None or len(targets) != len(images):
                 raise ValueError("training a detector needs one target dict (boxes, labels) per image")
-            targets = [{"boxes": t["boxes"].float().reshape(-1, 4) + 0.5, "labels": t["labels"].long()}
-                       for t in targets]
+            targets = [{"boxes": t["boxes"].float().reshape(-1, 4), "labels": t["labels"].long()} for t in targets]
             return self.model(images, targets)
-        return [{**d, "boxes": d["boxes"] - 0.5} for d in self.model(images)]
+        return self.model(images)
 
 
 def _coco_weights(name: str):
-    return torchvision.models.get_model_weights(name).COCO_V1
+    return torchvision.models.get_model_weights(BUILDERS[name]).COCO_V1
 
 
 def _fetch_coco(name: str) -> None:
@@ -199,18 +218,20 @@ def build_detector(
     pretrained: bool = True,
     weights: str | Path | None = None,
     box_score_threshold: float = 0.01,
-    max_detections: int = 100,
+    max_detections: int | None = None,
     nms_threshold: float | None = None,
     min_size: int | None = None,
     max_size: int | None = None,
     trainable_backbone_layers: int | None = None,
     freeze_bn_stats: bool | None = None,
     torchvision_kwargs: dict | None = None,
+    imagenet_input: bool | None = None,
 ) -> Detector:
     """One of :data:`DETECTORS`, scoring ``n_classes`` kinds of animal (label 1..n_classes).
 
     Args:
-        name: the torchvision builder's name, e.g. ``fasterrcnn_mobilenet_v3_large_fpn``.
+        name: DeepLabCut's detector name (``fasterrcnn_mobilenet_v3_large_fpn``,
+            ``fasterrcnn_resnet50_fpn_v2``, ``ssdlite``) or ours (``fasterrcnn_resnet50_fpn``).
         n_classes: object classes besides background (1: "animal").
         pretrained: start from torchvision's COCO weights (downloaded once into the torch hub
             cache); the class head keeps COCO's background and first ``n_classes`` classes.
@@ -218,7 +239,9 @@ def build_detector(
             or ``detector.model.weights=PATH``.
         weights: a local checkpoint (see :func:`load_detector_weights`); replaces the download.
         box_score_threshold: detections scoring less are dropped at inference (DeepLabCut: 0.01).
-        max_detections: at most this many boxes per image at inference.
+        max_detections: at most this many boxes per image at inference (None: torchvision's,
+            as DeepLabCut: 100 for Faster R-CNN, 200 for SSDLite; the pose model then reads
+            the best ``max_individuals`` of them).
         nms_threshold: IoU of non-maximum suppression between boxes (None: torchvision's).
         min_size, max_size: Faster R-CNN resizes each image so its short side is ``min_size``
             unless the long side would pass ``max_size`` (None: torchvision's, 800/1333, or
@@ -229,17 +252,22 @@ def build_detector(
             when starting from weights (COCO or a file) and not when training from scratch.
         torchvision_kwargs: further keyword arguments of the torchvision builder, e.g. Faster
             R-CNN's ``rpn_post_nms_top_n_test`` (fewer proposals: faster on a CPU).
+        imagenet_input: normalize images with ImageNet's mean and std before torchvision does
+            (None: as DeepLabCut for its names, not for ours).
     """
+    name = LEGACY_NAMES.get(name, name)
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
     if int(n_classes) < 1 or int(n_classes) >= COCO_CLASSES:
         raise ValueError(f"detector n_classes must be in [1, {COCO_CLASSES - 1}], got {n_classes}")
+    if max_detections is None:
+        max_detections = 200 if name in SSD else 100  # torchvision's defaults
     if max_detections < 1:
         raise ValueError(f"detector max_detections must be >= 1, got {max_detections}")
     n_classes = int(n_classes)
     ssd = name in SSD
     if ssd and max_size is not None:
-        raise ValueError("ssdlite320_mobilenet_v3_large resizes every image to a min_size x min_size square; "
+        raise ValueError("ssdlite (ssdlite320_mobilenet_v3_large) resizes every image to a min_size x min_size square; "
                          "leave detector max_size unset")
     kwargs: dict = {"trainable_backbone_layers": trainable_backbone_layers, **(torchvision_kwargs or {})}
     if ssd:
@@ -251,7 +279,7 @@ def build_detector(
         if nms_threshold is not None:
             kwargs["box_nms_thresh"] = nms_threshold
         kwargs.update({k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None})
-    builder = getattr(torchvision.models.detection, name)
+    builder = getattr(torchvision.models.detection, BUILDERS[name])
 
     coco = pretrained and weights is None
     if coco:
@@ -272,7 +300,10 @@ def build_detector(
         model.transform.min_size, model.transform.max_size = (int(min_size),), int(min_size)
     if freeze_bn_stats is None:
         freeze_bn_stats = pretrained or weights is not None
-    detector = Detector(model, name, n_classes, max_detections, freeze_bn_stats=freeze_bn_stats)
+    if imagenet_input is None:
+        imagenet_input = name in DLC_DETECTORS
+    detector = Detector(model, name, n_classes, max_detections, freeze_bn_stats=freeze_bn_stats,
+                        imagenet_input=imagenet_input)
     if weights is not None:
         load_detector_weights(detector, weights)
         log.info("detector %s: weights from %s", name, weights)

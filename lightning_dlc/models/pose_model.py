@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from functools import partial
+from inspect import signature
 
 import torch
 from torch import nn
@@ -86,7 +87,10 @@ class PoseModel(nn.Module):
         self.top_down = top_down  # None: bottom-up (whole images); else it reads one animal per crop
         self.backbone = backbone
         channels, stride = backbone.out_channels, backbone.stride
-        self.neck = neck(in_channels=channels, in_stride=stride) if neck is not None else None
+        # a neck that learns one token per keypoint (DeepLabCut's TokenPose) is told how many
+        wants_count = neck is not None and "n_bodyparts" in signature(neck).parameters
+        counts = {"n_bodyparts": len(meta.bodyparts)} if wants_count else {}
+        self.neck = neck(in_channels=channels, in_stride=stride, **counts) if neck is not None else None
         if self.neck is not None:
             channels, stride = self.neck.out_channels, self.neck.stride
         unknown = set(heads) - set(ROLES)

@@ -3,9 +3,12 @@
 The same function crops in training and in inference (:func:`lightning_dlc.data.crops.crop_images`
 on the raw uint8 images; the crops are normalized afterwards by
 :func:`lightning_dlc.models.preprocess.normalize_images`), so a crop looks the same to the model
-whether its box came from the labels, a detector or the user. Boxes are expanded to the crop's
-aspect ratio about their centres (never shrunk), and predictions map back through the exact
-inverse of the crop transform.
+whether its box came from the labels, a detector or the user. Crops and the map back to image
+pixels are DeepLabCut's (see :mod:`lightning_dlc.data.crops`): boxes grow to the crop's aspect
+ratio, snap to whole pixels, and keypoints return as ``x * scale + offset``. Training boxes are
+DeepLabCut's too: labels + ``margin``, clipped to the image, truncated to whole pixels (xywh).
+DeepLabCut normalizes training images before cropping (its padding is then grey) and inference
+crops after; we crop raw images in both, so padding is black in training as in inference.
 """
 from __future__ import annotations
 
@@ -40,11 +43,12 @@ class TopDown:
             training box; the detector learns boxes with the same margin (DeepLabCut's bbox_margin).
         jitter_shift: in training, box centres move by up to this fraction of the box size, ...
         jitter_scale: ... and box sides scale by a factor in ``[1 - s, 1 + s]``, so the model
-            learns detector boxes that are off by a little.
+            learns detector boxes that are off by a little (ours, uniform; DeepLabCut's
+            top_down_* models have no box jitter, its rtmpose_* a truncated-normal one).
     """
 
     def __init__(self, crop_size: Sequence[int] = (256, 256), margin: float = DEFAULT_MARGIN,
-                 jitter_shift: float = 0.1, jitter_scale: float = 0.1):
+                 jitter_shift: float = 0.0, jitter_scale: float = 0.0):
         h, w = (int(v) for v in crop_size)
         if h < 8 or w < 8:
             raise ValueError(f"top_down.crop_size must be (height, width) of at least 8 pixels, got {crop_size}")
@@ -92,16 +96,19 @@ class TopDown:
                        generator: torch.Generator | None = None) -> Crops:
         """Crops around the labeled animals (boxes jittered in training) with their labels in crop pixels.
 
-        Labels that fall outside their crop are NaN: the model cannot see them there.
+        As DeepLabCut's training crops: the box (labels + margin, clipped, jittered) is truncated
+        to whole pixels in xywh, and labels outside ``[0, w] x [0, h]`` of the crop are dropped
+        (NaN here; DeepLabCut sets their visibility to 0).
         """
         boxes = self.label_boxes(keypoints, sizes, scale)
         if jitter:
             boxes = self.jitter(boxes, generator)
-        crops = self.crops(images, boxes)
+        corner, size = boxes[..., :2].trunc(), (boxes[..., 2:] - boxes[..., :2]).trunc()
+        crops = self.crops(images, torch.cat([corner, corner + size], -1))
         labels = to_crop(keypoints[crops.image_index, crops.individual].float(), crops.transforms)
         h, w = self.crop_size
         x, y = labels[..., 0], labels[..., 1]
-        inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+        inside = (x >= 0) & (x <= w) & (y >= 0) & (y <= h)
         labels = torch.where(inside[..., None], labels, torch.full_like(labels, float("nan")))
         crops.keypoints = labels[:, None]
         return crops

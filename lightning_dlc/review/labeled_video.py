@@ -5,7 +5,9 @@ and go straight into :class:`~lightning_dlc.data.demo_scene.VideoEncoder` (image
 H.264 yuv420p: every common player opens it), so memory holds one batch of frames and one chunk of
 poses, however long the video. A video of odd width or height gets one black pixel row / column
 added, as H.264 in 4:2:0 needs even sizes. The output is written under a temporary name and
-renamed when complete; an existing one is kept unless ``overwrite``.
+renamed when complete; an existing one is kept unless ``overwrite``. While it writes, it holds the
+video's output lock (``<prefix>.lock``, :mod:`lightning_dlc.project.locks`: the lock video analysis
+and tracking hold), so a video is never drawn from results another process is rewriting.
 
 - :func:`labeled_video`: a prediction or tracks table (``.h5``, DeepLabCut's layout), coloured by
   bodypart or by individual, skeleton edges, a trail of the last ``trail_points`` positions,
@@ -15,7 +17,9 @@ renamed when complete; an existing one is kept unless ``overwrite``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,16 +30,25 @@ import pandas as pd
 
 from lightning_dlc.data.demo_scene import VideoEncoder
 from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.project.locks import lock_path, output_lock
 from lightning_dlc.review.draw import bodypart_colors
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TablePoses", "draw_poses", "labeled_video", "render_video", "video_with_all_detections"]
+__all__ = ["TablePoses", "analysis_lock", "draw_poses", "labeled_video", "render_video", "video_with_all_detections"]
 
 # One frame's drawing: points [P, 3] (x, y, likelihood), their RGB colours [P, 3], skeleton edges [E, 2] (point indices).
 FramePoses = tuple[np.ndarray, np.ndarray, np.ndarray]
 _CHUNK = 256            # frames of poses read at a time
 _EDGE_WHITE = (255, 255, 255)
+_TRACKED = re.compile(r"_(el|bx|sk)(_tr)?$")  # tracks' names: <prefix>_el.h5, re-ID's <prefix>_el_tr.h5
+
+
+def analysis_lock(h5: str | Path) -> Path:
+    """The output lock of the analysis a table belongs to: ``<prefix>.lock`` for ``<prefix>.h5`` and its
+    tracks ``<prefix>_<el|bx|sk>[_tr].h5``."""
+    h5 = Path(h5)
+    return lock_path(h5.parent / _TRACKED.sub("", h5.stem))
 
 
 def draw_poses(canvas: np.ndarray, points: np.ndarray, colors: np.ndarray, edges: np.ndarray, pcutoff: float,
@@ -56,12 +69,19 @@ def draw_poses(canvas: np.ndarray, points: np.ndarray, colors: np.ndarray, edges
 def render_video(video: str | Path, out: str | Path, poses: Callable[[int, int], Sequence[FramePoses]], *,
                  pcutoff: float = 0.6, dotsize: int = 4, keypoints_only: bool = False, trail_points: int = 0,
                  offset: tuple[float, float] = (0.0, 0.0), color_edges: bool = False, overwrite: bool = False,
-                 batch_size: int = 16) -> Path:
+                 batch_size: int = 16, lock: str | Path | None = None) -> Path:
     """Draw ``poses(first, stop)`` (one entry per frame in ``[first, stop)``) on every frame of ``video``.
 
     offset: added to x, y (a crop's x1, y1: analysis coordinates are the crop's). color_edges:
-    edges take their first point's colour (else white). Returns the written path.
+    edges take their first point's colour (else white). lock: an output lock file held while writing
+    (:func:`~lightning_dlc.project.locks.output_lock`; another process holding it raises
+    :class:`~lightning_dlc.project.locks.OutputLocked`). Returns the written path.
     """
+    if lock is not None:
+        with output_lock(lock):
+            return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, keypoints_only=keypoints_only,
+                                trail_points=trail_points, offset=offset, color_edges=color_edges,
+                                overwrite=overwrite, batch_size=batch_size)
     from lightning_dlc.inference.video import open_video  # torch: only when a video is drawn
 
     out = Path(out)
@@ -150,20 +170,35 @@ class TablePoses:
 def labeled_video(video: str | Path, h5: str | Path, out: str | Path, *, skeleton: Sequence[Sequence[str]] = (),
                   color_by: str = "bodypart", pcutoff: float = 0.6, dotsize: int = 4, trail_points: int = 0,
                   keypoints_only: bool = False, offset: tuple[float, float] = (0.0, 0.0),
-                  overwrite: bool = False) -> Path:
-    """``video`` with the keypoints of ``h5`` (a video analysis ``.h5`` or stitched ``_el.h5``) -> ``out``."""
-    poses = TablePoses(h5, skeleton, color_by)
-    return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, keypoints_only=keypoints_only,
-                        trail_points=trail_points, offset=offset, color_edges=color_by == "individual",
-                        overwrite=overwrite)
+                  overwrite: bool = False, lock: str | Path | None = "auto") -> Path:
+    """``video`` with the keypoints of ``h5`` (a video analysis ``.h5`` or stitched ``_el.h5``) -> ``out``.
+
+    lock: the output lock held while reading and writing (``auto``: the analysis' ``<prefix>.lock``,
+    :func:`analysis_lock`; None: none)."""
+    auto = isinstance(lock, str) and lock == "auto"
+    lock = analysis_lock(h5) if auto else lock
+    with contextlib.ExitStack() as stack:
+        try:
+            if lock is not None:
+                stack.enter_context(output_lock(lock))
+        except OSError as e:  # auto: a read-only analysis folder (out elsewhere) is drawn without a lock
+            if not auto:
+                raise
+            log.debug("%s: no output lock (%s); drawing without one", lock, e)
+        poses = TablePoses(h5, skeleton, color_by)
+        return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, keypoints_only=keypoints_only,
+                            trail_points=trail_points, offset=offset, color_edges=color_by == "individual",
+                            overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- detections
 def video_with_all_detections(video: str | Path, assemblies: dict[int, np.ndarray], out: str | Path, *,
                               bodyparts: Sequence[str], skeleton: Sequence[Sequence[str]] = (),
                               pcutoff: float = 0.1, dotsize: int = 4, offset: tuple[float, float] = (0.0, 0.0),
-                              overwrite: bool = False) -> Path:
-    """``video`` with every assembly of each frame (``{frame: [n, K, >=3]}``), coloured by bodypart -> ``out``."""
+                              overwrite: bool = False, lock: str | Path | None = None) -> Path:
+    """``video`` with every assembly of each frame (``{frame: [n, K, >=3]}``), coloured by bodypart -> ``out``.
+
+    lock: an output lock held while writing (the api passes the analysis' ``<prefix>.lock``)."""
     n_parts = len(bodyparts)
     colors = bodypart_colors(n_parts)
     index = {bp: k for k, bp in enumerate(bodyparts)}
@@ -179,4 +214,5 @@ def video_with_all_detections(video: str | Path, assemblies: dict[int, np.ndarra
                           (edges[None] + n_parts * np.arange(n)[:, None, None]).reshape(-1, 2)))
         return chunk
 
-    return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, offset=offset, overwrite=overwrite)
+    return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, offset=offset, overwrite=overwrite,
+                        lock=lock)

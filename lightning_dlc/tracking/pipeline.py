@@ -4,7 +4,11 @@ Everything is named from ``<prefix>`` = ``<folder>/<video stem><scorer>``, the n
 gives its files. What the files do not say (scorer, frame count, bodyparts, individuals) comes
 from ``<prefix>_meta.pickle``; a meta pickle this code cannot read safely (DeepLabCut's own pickles
 its enums) needs the project's names passed as ``meta``. Outputs are written atomically; an
-existing one is kept (and returned) unless ``overwrite``.
+existing one is kept (and returned) unless ``overwrite``. Each step holds the video's output lock
+(``<prefix>.lock``, :mod:`lightning_dlc.project.locks`, the lock video analysis holds) while it writes:
+another process writing that video's outputs makes it raise
+:class:`~lightning_dlc.project.locks.OutputLocked` naming that process' pid and host (or wait, with
+``wait_for_lock=True``).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.project.locks import OutputLocked, lock_path, output_lock
 from lightning_dlc.project.records import ProjectMeta
 from lightning_dlc.tracking import files
 from lightning_dlc.tracking.stitch import ExtraCost, stitch_tracklets
@@ -53,9 +58,16 @@ def analysis_info(prefix: Path, meta: ProjectMeta | None = None) -> AnalysisInfo
 def convert_to_tracklets(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | None = None,
                          overwrite: bool = False, pcutoff: float = 0.1, max_age: int = 3,
                          min_similarity: float | None = None, box_slack: float = 0.0,
-                         ignore_bodyparts=()) -> Path:
+                         ignore_bodyparts=(), wait_for_lock: bool = False) -> Path:
     """``<prefix>_assemblies.pickle`` -> ``<prefix>_<el|bx|sk>.pickle``; returns its path."""
     prefix = Path(prefix)
+    with output_lock(lock_path(prefix), wait=wait_for_lock):
+        return _convert_to_tracklets(prefix, method, meta, overwrite, pcutoff, max_age, min_similarity, box_slack,
+                                     ignore_bodyparts)
+
+
+def _convert_to_tracklets(prefix: Path, method, meta, overwrite, pcutoff, max_age, min_similarity, box_slack,
+                          ignore_bodyparts) -> Path:
     out = files.tracklet_path(prefix.parent, prefix.name, method)
     if out.exists() and not overwrite:
         log.info("%s: tracklets already made (overwrite=True remakes them)", out)
@@ -76,10 +88,18 @@ def convert_to_tracklets(prefix: str | Path, method: str = "ellipse", meta: Proj
 def stitch_tracklet_file(prefix: str | Path, method: str = "ellipse", n_tracks: int | None = None,
                          meta: ProjectMeta | None = None, min_length: int = 5, split_tracklets: bool = True,
                          max_gap: int | None = None, fill_gaps: int = 0, save_as_csv: bool = False,
-                         overwrite: bool = False, suffix: str = "", extra_cost: ExtraCost | None = None) -> Path:
+                         overwrite: bool = False, suffix: str = "", extra_cost: ExtraCost | None = None,
+                         wait_for_lock: bool = False) -> Path:
     """``<prefix>_<el|bx|sk>.pickle`` -> ``<prefix>_<el|bx|sk><suffix>.h5`` with ``n_tracks`` tracks (default: the
     individuals); returns its path. ``extra_cost``: added to the link costs (re-identification: suffix ``_tr``)."""
     prefix = Path(prefix)
+    with output_lock(lock_path(prefix), wait=wait_for_lock):
+        return _stitch_tracklet_file(prefix, method, n_tracks, meta, min_length, split_tracklets, max_gap, fill_gaps,
+                                     save_as_csv, overwrite, suffix, extra_cost)
+
+
+def _stitch_tracklet_file(prefix: Path, method, n_tracks, meta, min_length, split_tracklets, max_gap, fill_gaps,
+                          save_as_csv, overwrite, suffix, extra_cost) -> Path:
     out = files.tracks_path(prefix.parent, prefix.name, method)
     out = out.with_name(f"{out.stem}{suffix}{out.suffix}")
     if out.exists() and not overwrite:
@@ -104,20 +124,30 @@ def stitch_tracklet_file(prefix: str | Path, method: str = "ellipse", n_tracks: 
 
 
 def track_analysis(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | None = None,
-                   overwrite: bool = False, n_tracks: int | None = None, fill_gaps: int = 0) -> Path | None:
+                   overwrite: bool = False, n_tracks: int | None = None, fill_gaps: int = 0,
+                   wait_for_lock: bool = False) -> Path | None:
     """Tracklets then tracks for one analyzed video (``analyze_videos(auto_track=True)``); returns the tracks'
-    path, or None for a single-animal analysis (nothing to track)."""
-    if not analysis_info(Path(prefix), meta).meta.multianimal:
-        return None
-    convert_to_tracklets(prefix, method, meta, overwrite=overwrite)
-    return stitch_tracklet_file(prefix, method, n_tracks, meta, fill_gaps=fill_gaps, overwrite=overwrite)
+    path, or None for a single-animal analysis (nothing to track). Holds the output lock for both steps."""
+    with output_lock(lock_path(prefix), wait=wait_for_lock):
+        if not analysis_info(Path(prefix), meta).meta.multianimal:
+            return None
+        convert_to_tracklets(prefix, method, meta, overwrite=overwrite)
+        return stitch_tracklet_file(prefix, method, n_tracks, meta, fill_gaps=fill_gaps, overwrite=overwrite)
 
 
 def track_analyzed_videos(summaries, method: str = "ellipse", meta: ProjectMeta | None = None,
-                          overwrite: bool = False) -> list[Path]:
-    """:func:`track_analysis` for each video analysis summary (``VideoSummary``) that has results."""
-    done = [track_analysis(Path(s.h5).with_suffix(""), method, meta, overwrite=overwrite)
-            for s in summaries if s.status != "failed" and s.h5]
+                          overwrite: bool = False, wait_for_lock: bool = False) -> list[Path]:
+    """:func:`track_analysis` for each video analysis summary (``VideoSummary``) that has results; a video
+    whose outputs another process holds is logged (naming it) and left out."""
+    done = []
+    for s in summaries:
+        if s.status in ("failed", "locked") or not s.h5:
+            continue
+        try:
+            done.append(track_analysis(Path(s.h5).with_suffix(""), method, meta, overwrite=overwrite,
+                                       wait_for_lock=wait_for_lock))
+        except OutputLocked as e:
+            log.warning("%s: not tracked: %s", s.video, e)
     return [path for path in done if path is not None]
 
 

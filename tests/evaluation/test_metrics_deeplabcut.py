@@ -1,6 +1,7 @@
 """Our metrics equal DeepLabCut 3's own (``deeplabcut.core.metrics``) on random data.
 
-Needs DeepLabCut, so it is skipped in our CI; run it in DeepLabCut's environment:
+Needs DeepLabCut: skipped without it, a failure under LIGHTNING_DLC_REQUIRE_PEER=1 (CI);
+.ci/run runs it in DeepLabCut's environment:
 
     PYTHONPATH=. /tmp/dlc-baseline/venv/bin/python -m pytest tests/evaluation/test_metrics_deeplabcut.py
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("deeplabcut")
+from dlc_peer import import_deeplabcut  # noqa: E402  (tests/ is on sys.path)
+import_deeplabcut()
 
 from deeplabcut.core.metrics import compute_metrics as dlc_compute_metrics  # noqa: E402
 from deeplabcut.core.metrics import distance_metrics as dlc_distance  # noqa: E402

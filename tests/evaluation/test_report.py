@@ -38,6 +38,9 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     return config, train_dir
 
 
+PCUTOFF = 0.1
+
+
 def as_arrays(table: pd.DataFrame, config: Path, records):
     """Prediction table rows of ``records`` -> ([n, N, K, 3], [n, U, 3]) as the report computed them."""
     meta = ProjectConfig.read(config).meta()
@@ -53,7 +56,8 @@ def truth_arrays(records):
 def test_results_equal_compute_metrics_and_files_follow_deeplabcut(trained, tmp_path, capsys):
     config, train_dir = trained
     out = tmp_path / "evaluation"
-    results = evaluate_snapshots(train_dir, "best", plotting=True, out_dir=out, device="cpu")
+    # a low pcutoff: 2 epochs from DeepLabCut's head initialisation leave most scores near 0.5
+    results = evaluate_snapshots(train_dir, "best", plotting=True, out_dir=out, device="cpu", pcutoff=PCUTOFF)
     printed = capsys.readouterr().out
     assert "snapshot-best-" in printed and "rmse_pcutoff" in printed and "mAP" in printed
 
@@ -76,7 +80,7 @@ def test_results_equal_compute_metrics_and_files_follow_deeplabcut(trained, tmp_
     for split, data in (("train", train), ("test", test)):
         predicted, unique = as_arrays(predictions, config, data.records)
         truth, unique_truth = truth_arrays(data.records)
-        want = compute_metrics(predicted, truth, pcutoff=0.6, single_animal=False, unique_predictions=unique,
+        want = compute_metrics(predicted, truth, pcutoff=PCUTOFF, single_animal=False, unique_predictions=unique,
                                unique_ground_truth=unique_truth)
         row = table[table["split"] == split].iloc[0]
         for name in ("rmse", "rmse_pcutoff", "mAP", "mAR"):

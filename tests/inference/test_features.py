@@ -17,7 +17,6 @@ from lightning_dlc.data.demo_scene import render_scene, write_video
 from lightning_dlc.inference.analyze import Predictor, analyze_video
 from lightning_dlc.inference.features import (APPEARANCE_PATCH, FeaturesFile, appearance_maps, feature_layer,
                                               sample_at_keypoints)
-from lightning_dlc.models.heads.heatmap_targets import grid_to_pixels
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.preprocess import normalize_images
 from video_frames import decode_rgb  # tests/video_frames.py
@@ -40,7 +39,7 @@ def setup(tmp_path_factory):
 
 
 def _bilinear(feature_map: np.ndarray, x: float, y: float, stride: int) -> np.ndarray:
-    """Independent reference: cell centres at grid_to_pixels, border values past the outer centres."""
+    """Independent reference: cell centres at (i + 0.5) s - 0.5, border values past the outer centres."""
     d, h, w = feature_map.shape
     u = np.clip((x + 0.5) / stride - 0.5, 0, w - 1)
     v = np.clip((y + 0.5) / stride - 0.5, 0, h - 1)
@@ -57,7 +56,7 @@ def test_a_cell_is_read_at_its_centre_and_between_centres_linearly():
                                 indexing="ij")
     feature_map = torch.stack([cols, rows])[None]                     # channel 0: column, 1: row
     # cell (row 2, col 3) has its centre at pixel (3 * 8 + 3.5, 2 * 8 + 3.5) = (27.5, 19.5)
-    centre = torch.tensor([grid_to_pixels(3.0, stride), grid_to_pixels(2.0, stride)])
+    centre = torch.tensor([(3.0 + 0.5) * stride - 0.5, (2.0 + 0.5) * stride - 0.5])
     assert centre.tolist() == [27.5, 19.5]
     points = torch.stack([centre, centre + torch.tensor([stride / 4, stride / 2]),  # a quarter, half way on
                           torch.tensor([-3.0, 100.0]),                              # outside: border cells

@@ -73,7 +73,7 @@ def test_target_boxes_are_deeplabcuts_in_original_pixels_whatever_the_resize():
     boxes = to_original_pixels(module.target_boxes(batch_of(resized, scale, size=(64, 80))), scale)
     expected = boxes_with_margin(original, 20, size=(128, 160))
     assert torch.allclose(boxes[0, 0], expected[0, 0], atol=1e-4)
-    assert torch.allclose(boxes[0, 0], torch.tensor([20.0, 10, 120, 127.5]))  # clipped at the bottom edge
+    assert torch.allclose(boxes[0, 0], torch.tensor([20.0, 10, 120, 128]))  # clipped at the bottom edge (DeepLabCut: [0, H])
     assert torch.isnan(boxes[0, 1]).all()
 
 

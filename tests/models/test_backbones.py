@@ -21,7 +21,7 @@ CASES = {
     "resnet101-gn": (lambda **kw: ResNet("resnet101", group_norm=True, **kw), (2048, 16)),
     "hrnet_w18": (lambda **kw: HRNet("w18", **kw), (18, 4)),
     "hrnet_w18-interpolate": (lambda **kw: HRNet("w18", interpolate_branches=True, **kw), (18 * 15, 4)),
-    "hrnet_w18-incre": (lambda **kw: HRNet("w18", increased_channels=True, **kw), (128, 4)),
+    "hrnet_w18-incre": (lambda **kw: HRNet("w18", increased_channel_count=True, **kw), (128, 4)),
     "hrnet_w32": (lambda **kw: HRNet("w32", **kw), (32, 4)),
     "hrnet_w48": (lambda **kw: HRNet("w48", **kw), (48, 4)),
     "cspnext_s": (lambda **kw: CSPNeXt("s", **kw), (512, 32)),
@@ -163,11 +163,11 @@ def test_built_by_hydra():
     assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())  # DeepLabCut's resnet50_gn
 
 
-def test_dlcrnet_fusion_trains_the_early_stages():
-    """Unlike DeepLabCut's hooks (which detach), gradients reach layer1 through the fused banks too."""
+def test_dlcrnet_fusion_banks_are_detached_like_deeplabcuts():
+    """DeepLabCut reads the banks through detaching hooks: no gradient reaches layer1 through them."""
     model = DLCRNet(pretrained=False)
     model(torch.randn(2, 3, 64, 64))[:, :128].sum().backward()  # bank1 channels only
-    assert model.model.conv1.weight.grad.abs().sum() > 0
+    assert model.model.conv1.weight.grad is None or not model.model.conv1.weight.grad.any()
 
 
 @pytest.mark.parametrize(
@@ -184,3 +184,14 @@ def test_dlcrnet_fusion_trains_the_early_stages():
 def test_bad_arguments(make):
     with pytest.raises(ValueError):
         make()
+
+
+def test_freeze_bn_stats_keeps_batchnorm_in_eval_mode():
+    """DeepLabCut's hrnet_* configs freeze BatchNorm statistics; weights still learn unless frozen too."""
+    model = HRNet("w18", pretrained=False, freeze_bn_stats=True).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms) and model.training
+    assert all(m.weight.requires_grad for m in norms)
+    model = HRNet("w18", pretrained=False, freeze_bn_weights=True).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(m.training and not m.weight.requires_grad for m in norms)

@@ -18,7 +18,7 @@ FEW = dict(rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_pre_nms
 SMALL = {"fasterrcnn_mobilenet_v3_large_fpn": dict(min_size=64, max_size=96, torchvision_kwargs=FEW),
          "fasterrcnn_resnet50_fpn": dict(min_size=64, max_size=96, torchvision_kwargs=FEW),
          "fasterrcnn_resnet50_fpn_v2": dict(min_size=64, max_size=96, torchvision_kwargs=FEW),
-         "ssdlite320_mobilenet_v3_large": dict(min_size=64, torchvision_kwargs=dict(topk_candidates=50))}
+         "ssdlite": dict(min_size=64, torchvision_kwargs=dict(topk_candidates=50))}
 
 
 def targets(*boxes):
@@ -33,7 +33,7 @@ def test_config_builds_a_detector_that_trains_and_predicts(name):
     torch.manual_seed(0)
     detector = instantiate(cfg, pretrained=False, **SMALL[name])
     assert isinstance(detector, Detector) and detector.name == name and detector.n_classes == 1
-    assert not detector.freeze_bn_stats  # from scratch: BatchNorm statistics learn
+    assert detector.freeze_bn_stats is (name != "fasterrcnn_resnet50_fpn")  # DeepLabCut's configs freeze them
     images = torch.rand(2, 3, 48, 64)
     detector.train()
     losses = detector(images, targets([[4.0, 6.0, 30.0, 40.0]], []))  # the second image has no animal
@@ -58,14 +58,32 @@ class Recorder(nn.Module):
                  "labels": torch.ones(1, dtype=torch.int64)} for _ in images]
 
 
-def test_boxes_switch_to_torchvisions_pixel_edges_and_back():
+def test_boxes_pass_as_torchvision_gives_them_and_deeplabcut_names_see_imagenet_normalized_images():
     detector = Detector(Recorder(), "recorder", 1, max_detections=5).train()
-    detector(torch.zeros(1, 3, 8, 8), targets([[-0.5, -0.5, 7.5, 7.5]]))
-    assert torch.equal(detector.model.seen[0]["boxes"], torch.tensor([[0.0, 0.0, 8.0, 8.0]]))
+    detector(torch.zeros(1, 3, 8, 8), targets([[0.0, 0.0, 7.5, 7.5]]))
+    assert torch.equal(detector.model.seen[0]["boxes"], torch.tensor([[0.0, 0.0, 7.5, 7.5]]))
     out = detector.eval()(torch.zeros(1, 3, 8, 8))
-    assert torch.equal(out[0]["boxes"], torch.tensor([[-0.5, -0.5, 9.5, 19.5]]))
+    assert torch.equal(out[0]["boxes"], torch.tensor([[0.0, 0.0, 10.0, 20.0]]))
     with pytest.raises(ValueError, match="float"):
         detector(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    # DeepLabCut's detectors read ImageNet-normalized images (torchvision normalizes them again)
+    for name, normalized in (("ssdlite", True), ("fasterrcnn_resnet50_fpn_v2", True),
+                             ("fasterrcnn_mobilenet_v3_large_fpn", True), ("fasterrcnn_resnet50_fpn", False)):
+        assert build_detector(name, pretrained=False, **SMALL[name]).imagenet_input is normalized, name
+    seen = []
+    ours = Detector(Recorder(), "recorder", 1, max_detections=5, imagenet_input=True).eval()
+    ours.model.register_forward_pre_hook(lambda module, args: seen.append(args[0][0]))
+    image = torch.rand(3, 4, 5)
+    ours([image])
+    mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    assert torch.allclose(seen[0], (image - mean) / std)
+
+
+def test_deeplabcut_detector_defaults():
+    assert build_detector("ssdlite", pretrained=False, **SMALL["ssdlite"]).max_detections == 200
+    assert build_detector("ssdlite320_mobilenet_v3_large", pretrained=False, **SMALL["ssdlite"]).name == "ssdlite"
+    cfg = OmegaConf.load(CONF / "fasterrcnn_resnet50_fpn_v2.yaml").model
+    assert cfg.box_score_threshold == 0.01 and cfg.freeze_bn_stats is True  # DeepLabCut's
 
 
 def fake_coco(name):
@@ -74,7 +92,7 @@ def fake_coco(name):
     return build_detector(name, n_classes=90, pretrained=False, **SMALL[name]).model.state_dict()
 
 
-@pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_fpn", "ssdlite320_mobilenet_v3_large"])
+@pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_fpn", "ssdlite"])
 def test_pretrained_keeps_cocos_background_and_first_class(name, monkeypatch, tmp_path):
     coco = fake_coco(name)
     assert head_classes(coco) == 91
@@ -135,13 +153,13 @@ def test_local_weights_load_from_our_and_deeplabcut_files(tmp_path, monkeypatch)
     loaded = build_detector(name, weights=tmp_path / "coco.pth", **SMALL[name])
     assert head_classes(loaded.model.state_dict()) == 2
     # another architecture's file is refused, naming the file
-    torch.save(fake_coco("ssdlite320_mobilenet_v3_large"), tmp_path / "ssd.pth")
+    torch.save(fake_coco("ssdlite"), tmp_path / "ssd.pth")
     with pytest.raises(RuntimeError, match="ssd.pth"):
         build_detector(name, weights=tmp_path / "ssd.pth", **SMALL[name])
 
 
 def test_frozen_batchnorm_statistics_stay_put():
-    detector = build_detector("ssdlite320_mobilenet_v3_large", pretrained=False, freeze_bn_stats=True, min_size=64)
+    detector = build_detector("ssdlite", pretrained=False, freeze_bn_stats=True, min_size=64)
     detector.train()
     norms = [m for m in detector.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms and not any(m.training for m in norms)
@@ -154,6 +172,6 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="unknown detector"):
         build_detector("yolo", pretrained=False)
     with pytest.raises(ValueError, match="max_size"):
-        build_detector("ssdlite320_mobilenet_v3_large", pretrained=False, max_size=512)
+        build_detector("ssdlite", pretrained=False, max_size=512)
     with pytest.raises(ValueError, match="n_classes"):
         build_detector("fasterrcnn_mobilenet_v3_large_fpn", n_classes=0, pretrained=False)

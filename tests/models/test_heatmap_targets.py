@@ -1,4 +1,6 @@
-"""Heatmap/locref targets and decoding: round trips, masking, NMS bounds, dtypes."""
+"""Heatmap/locref targets and decoding: round trips, DeepLabCut's weights, NMS bounds, dtypes.
+
+(tests/models/test_dlc_heatmap_models.py compares the same functions with DeepLabCut's own.)"""
 from __future__ import annotations
 
 import math
@@ -58,10 +60,16 @@ def make_keypoints(n_images, n_individuals, n_bodyparts, stride, seed=0, pad=Fal
     return kp
 
 
-def expected_labeled(kp, stride):
-    H, W = MAP
+def labeled(kp):
     x, y, v = kp.unbind(-1)
-    return (v > 0) & (x >= -0.5) & (x < W * stride - 0.5) & (y >= -0.5) & (y < H * stride - 0.5)
+    return (v > 0) & x.isfinite() & y.isfinite()
+
+
+def expected_labeled(kp, stride):
+    """Labeled and on the map (cell j spans pixels [j * s, (j + 1) * s)): decodable to its cell."""
+    H, W = MAP
+    x, y, _ = kp.unbind(-1)
+    return labeled(kp) & (x >= 0) & (x < W * stride) & (y >= 0) & (y < H * stride)
 
 
 def targets(kp, stride):
@@ -74,7 +82,7 @@ def test_grid_pixel_mapping_inverts():
     g = torch.tensor([0.0, 1.0, 2.5, 63.0])
     for s in (1, 2, 4, 8, 3.5):
         assert torch.allclose(pixels_to_grid(grid_to_pixels(g, s), s), g)
-    assert grid_to_pixels(0.0, 8) == 3.5  # cell 0 covers pixels -0.5..7.5
+    assert grid_to_pixels(0.0, 8) == 4.0  # DeepLabCut's j * stride + stride / 2
 
 
 @pytest.mark.parametrize("stride", [2, 4, 8])
@@ -82,14 +90,14 @@ def test_round_trip_single(stride):
     kp = make_keypoints(3, 1, 5, stride)
     heat, w, loc, lw = targets(kp, stride)
     ok = expected_labeled(kp, stride)[:, 0]  # [B, K]
-    assert torch.equal(w[:, :, 0, 0], ok.float())
+    assert (w == 1).all()  # DeepLabCut's default: no gradient masking
 
     pred = decode_single(heat, loc, stride, LOCREF_STD)
     assert pred.shape == (3, 1, 5, 3)
     err = (pred[:, 0, :, :2] - kp[:, 0, :, :2]).abs()[ok]
     assert err.max() < 0.01
     assert (pred[:, 0, :, 2][ok] > 0.85).all()
-    assert (pred[:, 0, :, 2][~ok] == 0).all()  # empty map: score 0
+    assert (pred[:, 0, :, 2][~labeled(kp)[:, 0]] == 0).all()  # empty map: score 0
 
     coarse = decode_single(heat, None, stride, LOCREF_STD)
     err = (coarse[:, 0, :, :2] - kp[:, 0, :, :2]).abs()[ok]
@@ -102,13 +110,13 @@ def test_round_trip_top_k(stride):
     n = kp.shape[1]
     heat, w, loc, lw = targets(kp, stride)
     ok = expected_labeled(kp, stride)  # [B, N, K]
-    assert torch.equal(w[:, :, 0, 0], ok.any(1).float())
+    assert (w == 1).all()
 
     for locref, tol in ((loc, 0.01), (None, stride / 2 + 1e-4)):
         pred = decode_top_k(heat, locref, stride, LOCREF_STD, n_individuals=n, threshold=0.01)
         assert pred.shape == (3, n, 5, 3)
         found = ~pred[..., 2].isnan()
-        assert torch.equal(found.sum(1), ok.sum(1))  # one candidate per labeled keypoint
+        assert torch.equal(found.sum(1), labeled(kp).sum(1))  # one candidate per labeled keypoint (off-map too)
         scores = torch.where(found, pred[..., 2], -1.0)
         assert (scores[:, :-1] >= scores[:, 1:]).all()  # sorted per bodypart
         assert pred[~found].isnan().all()
@@ -119,32 +127,42 @@ def test_round_trip_top_k(stride):
         assert d.transpose(1, 2)[ok].max() < tol
 
 
-def test_missing_and_out_of_image_keypoints_are_masked():
+def test_unlabeled_keypoints_make_no_target_and_off_map_ones_do():
+    """DeepLabCut's generators: flags <= 0 draw nothing; a labeled keypoint off the map still has its tail."""
     s = 4
     kp = torch.full((2, 2, 3, 3), float("nan"))
     kp[0, 0, 0] = torch.tensor([20.0, 30.0, 2.0])
     kp[0, 1, 2] = torch.tensor([-5.0, 30.0, 2.0])  # left of the image
     kp[1, 0, 2] = torch.tensor([10.0, MAP[0] * s + 1.0, 1.0])  # below it
     kp[1, 1, 1] = torch.tensor([50.0, 50.0, 0.0])  # finite but unlabeled
+    drawn = torch.tensor([[1.0, 0, 1], [0, 0, 1]])
     heat, w, loc, lw = targets(kp, s)
-    labeled = torch.tensor([[1.0, 0, 0], [0, 0, 0]])
-    assert torch.equal(w[:, :, 0, 0], labeled)
-    assert torch.equal(heat.amax((-2, -1)) > 0, labeled > 0)
-    assert torch.equal(lw.amax((-2, -1)) > 0, labeled.repeat_interleave(2, 1) > 0)
-    assert not loc[lw == 0].any()
-    _, _, valid = find_peaks(heat, 5, threshold=0.0)
-    assert torch.equal(valid.sum(-1), labeled.long())
+    assert (w == 1).all()
+    assert torch.equal(heat.amax((-2, -1)) > 0, drawn > 0)
+    assert torch.equal(lw.amax((-2, -1)) > 0, drawn.repeat_interleave(2, 1) > 0)
     for mode in ("gaussian", "plateau"):
         heat, w = heatmap_targets(kp, MAP, s, sigma=6.0, radius=10.0, mode=mode)
-        assert torch.equal(w[:, :, 0, 0], labeled)
-        assert not heat[labeled == 0].any()
+        assert not heat[drawn == 0].any()
+
+
+def test_weights_follow_deeplabcuts_flags():
+    """Undefined (-1) weighs 0; with gradient masking, unlabeled (0 or NaN x/y) weighs background_weight."""
+    kp = torch.full((1, 3, 4, 3), float("nan"))  # the third individual is padding: ignored
+    kp[0, :2, :, :] = torch.tensor([5.0, 5.0, 2.0])
+    kp[0, 0, 1, 2] = 0  # unlabeled
+    kp[0, 1, 2, 2] = -1  # undefined
+    kp[0, 0, 3, :2] = float("nan")  # unlabeled: no coordinates
+    _, w = heatmap_targets(kp, MAP, 4, sigma=5.0)
+    assert w[0, :, 0, 0].tolist() == [1.0, 1.0, 0.0, 1.0]
+    _, w = heatmap_targets(kp, MAP, 4, sigma=5.0, gradient_masking=True, background_weight=0.25)
+    assert w[0, :, 0, 0].tolist() == [1.0, 0.25, 0.0, 0.25]
 
 
 def test_no_individuals():
     heat, w = heatmap_targets(torch.zeros(2, 0, 3, 3), MAP, 4, sigma=5.0)
     loc, lw = locref_targets(torch.zeros(2, 0, 3, 3), MAP, 4, radius=8.0)
     assert heat.shape == (2, 3, *MAP) and loc.shape == (2, 6, *MAP)
-    assert not (heat.any() or w.any() or loc.any() or lw.any())
+    assert not (heat.any() or loc.any() or lw.any()) and (w == 1).all()
 
 
 def test_gaussian_peak_is_one_at_a_cell_centre():
@@ -166,20 +184,24 @@ def test_plateau_is_one_within_radius_and_zero_outside():
     assert set(heat.unique().tolist()) == {0.0, 1.0}
 
 
-def test_locref_nearest_individual_wins():
+@pytest.mark.parametrize("mode", ["plateau", "gaussian"])
+def test_locref_last_individual_wins(mode):
+    """As DeepLabCut's generators overwrite in individual order: plateau, the last disk holding the
+    cell (0 elsewhere); Gaussian, the last labeled individual everywhere (weights only in disks)."""
     s, r = 2, 12.0
     H, W = 8, 20
-    kp = torch.tensor([[[[10.2, 7.0, 2.0]], [[21.0, 6.4, 2.0]]]])  # overlapping disks
-    loc, lw = locref_targets(kp, (H, W), s, radius=r, locref_std=LOCREF_STD)
+    kp = torch.tensor([[[[10.2, 7.0, 2.0]], [[21.0, 6.4, 2.0]], [[3.0, 3.0, 0.0]]]])  # overlapping disks
+    loc, lw = locref_targets(kp, (H, W), s, radius=r, locref_std=LOCREF_STD, mode=mode)
     for i in range(H):
         for j in range(W):
             c = torch.tensor([grid_to_pixels(float(j), s), grid_to_pixels(float(i), s)])
-            d = (kp[0, :, 0, :2] - c).norm(dim=-1)
-            if d.min() <= r:
-                want = (kp[0, d.argmin(), 0, :2] - c) / LOCREF_STD
-                assert torch.allclose(loc[0, :, i, j], want, atol=1e-6) and lw[0, :, i, j].all()
+            inside = (kp[0, :2, 0, :2] - c).norm(dim=-1) <= r
+            owner = 1 if mode == "gaussian" or inside[1] else 0 if inside[0] else None
+            assert lw[0, :, i, j].tolist() == [float(inside.any())] * 2
+            if owner is None:
+                assert not loc[0, :, i, j].any()
             else:
-                assert not loc[0, :, i, j].any() and not lw[0, :, i, j].any()
+                assert torch.allclose(loc[0, :, i, j], (kp[0, owner, 0, :2] - c) / LOCREF_STD, atol=1e-6)
 
 
 def test_find_peaks_is_bounded_on_noise():

@@ -12,7 +12,8 @@ from lightning_dlc.project.records import ProjectMeta
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TOP_DOWN = ("top_down_", "rtmpose_")  # tests/models/test_top_down.py builds those
-NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith(TOP_DOWN))
+FIXED_CROP = ("animaltokenpose_",)  # top-down on 256 x 256 crops only: tests/models/test_dlc_tokenpose_models.py
+NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith(TOP_DOWN + FIXED_CROP))
 SINGLE = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("animal",))
 MULTI = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("a", "b"), unique_bodyparts=("feeder",),
                     skeleton=(("snout", "head"), ("head", "tail")), identity=True)
@@ -21,6 +22,10 @@ MULTI = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("a", "b"),
 STRIDES = {"resnet_50": (16, 8), "resnet_101": (16, 8), "resnet_18": (16, 8), "dlcrnet_stride16_ms5": (16, 4),
            "dlcrnet_stride32_ms5": (32, 4), "cspnext_s": (32, 8), "cspnext_m": (32, 8), "cspnext_x": (32, 8),
            **{f"hrnet_w{w}": (4, 4) for w in (18, 32, 48)}, **{f"dekr_w{w}": (4, 4) for w in (18, 32, 48)}}
+# multi-animal PAF heads (DeepLabCut's DLCRNetHead): a padded deconv, 5 stages, an unpadded deconv
+# (2 on dlcrnet_stride32_ms5): backbone stride / 4, maps of 2 * (2h) + 1 cells
+PAF_STRIDES = {"resnet_50": 4, "resnet_101": 4, "resnet_18": 4, "dlcrnet_stride16_ms5": 4, "dlcrnet_stride32_ms5": 4,
+               "cspnext_s": 8, "cspnext_m": 8, "cspnext_x": 8, **{f"hrnet_w{w}": 1 for w in (18, 32, 48)}}
 HEAVY = {"resnet_101", "hrnet_w48", "dekr_w48", "cspnext_x", "dlcrnet_stride32_ms5"}
 
 
@@ -44,8 +49,11 @@ def test_named_config_builds_and_predicts(name, meta):
     backbone_stride, head_stride = STRIDES[name]
     assert model.backbone.stride == backbone_stride
     head = model.heads["bodypart"]
-    if not meta.multianimal:
-        head_stride = min(head_stride if backbone_stride == 4 else 8, backbone_stride)
+    single_heatmap = not meta.multianimal and not name.startswith("dekr")
+    if single_heatmap:  # DeepLabCut's head_bodyparts.yaml: one unpadded 3x3 deconv (2H + 1)
+        head_stride = backbone_stride / 2
+    elif name in PAF_STRIDES:
+        head_stride = PAF_STRIDES[name]
     assert head.stride == head_stride
     if meta.multianimal and not name.startswith("dekr"):
         assert isinstance(head, PafHead) and head.edges == paf_graph(3)  # the full graph, as DeepLabCut
@@ -55,7 +63,16 @@ def test_named_config_builds_and_predicts(name, meta):
     assert ("unique_bodypart" in model.heads) == bool(meta.unique_bodyparts)
     with torch.no_grad():
         outputs = model(torch.rand(1, 3, 128, 160))
-    assert outputs["bodypart"]["heatmap"].shape[-2:] == (128 // head_stride, 160 // head_stride)
+    if meta.multianimal and name in PAF_STRIDES:  # unpadded deconvs: 2H + 1 (twice on dlcrnet_stride32_ms5)
+        h, w = 128 // backbone_stride * 2, 160 // backbone_stride * 2
+        for _ in range(1 + (name == "dlcrnet_stride32_ms5")):
+            h, w = 2 * h + 1, 2 * w + 1
+        assert outputs["bodypart"]["heatmap"].shape[-2:] == (h, w)
+    elif single_heatmap:
+        size = (2 * (128 // backbone_stride) + 1, 2 * (160 // backbone_stride) + 1)
+        assert outputs["bodypart"]["heatmap"].shape[-2:] == size
+    else:
+        assert outputs["bodypart"]["heatmap"].shape[-2:] == (128 // head_stride, 160 // head_stride)
     predicted = model.predict(outputs)
     assert predicted["bodypart"].shape == (1, meta.max_individuals, 3, 3)
 

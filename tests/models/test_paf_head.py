@@ -1,8 +1,8 @@
-"""PafHead: shapes of both layouts, the round trip targets -> predictor, masked loss, bounded noise."""
+"""PafHead (DeepLabCut's DLCRNetHead): layouts, sizes, targets -> predictor round trip, loss, graph."""
 import pytest
 import torch
 
-from lightning_dlc.models.heads.paf import MAX_FULL_GRAPH_EDGES, PafHead, paf_graph
+from lightning_dlc.models.heads.paf import PRUNE_FROM_EDGES, PafHead, paf_graph
 
 
 def three_animals() -> torch.Tensor:
@@ -14,11 +14,11 @@ def three_animals() -> torch.Tensor:
     return kp
 
 
-@pytest.mark.parametrize("n_stages", [0, 5])
-def test_shapes_and_gradient(n_stages):
-    head = PafHead(64, 16, 5, n_stages=n_stages, output_stride=4 if n_stages else 8)
+@pytest.mark.parametrize("n_stages,hidden,stride,size", [(0, [], 8, 33), (5, [], 4, 65), (5, [16], 2, 131)])
+def test_shapes_and_gradient(n_stages, hidden, stride, size):
+    head = PafHead(64, 16, 5, n_stages=n_stages, hidden_channels=hidden)
     out = head(torch.rand(2, 64, 16, 16))
-    size = 16 * 16 // int(head.stride)
+    assert head.stride == stride  # one unpadded deconv (2H + 1), and a padded one (2H) before the stages
     assert out["heatmap"].shape == (2, 5, size, size) and out["paf"].shape == (2, 20, size, size)
     assert out["locref"].shape == (2, 10, size, size)
     kp = three_animals().repeat(2, 1, 1, 1)
@@ -26,33 +26,42 @@ def test_shapes_and_gradient(n_stages):
     losses = head.loss(out, head.targets(kp, out))
     losses["total"].backward()
     assert {"heatmap", "locref", "paf", "total"} <= set(losses)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    used = [p for n, p in head.named_parameters() if n_stages or not n.startswith("convt")]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in used)
+
+
+def test_deeplabcut_module_names():
+    keys = set(PafHead(32, 16, 3).state_dict())
+    assert {"convt1.weight", "convt4.bias", "hm_ref_layers.4.weight", "paf_ref_layers.0.bias",
+            "heatmap_head.deconv_layers.0.weight", "locref_head.deconv_layers.0.weight",
+            "paf_head.deconv_layers.0.bias"} <= keys
 
 
 def test_targets_decode_back_to_the_animals():
-    head = PafHead(8, 8, 5, n_upsample=0, target="gaussian", loss="mse", radius=12.0)
+    head = PafHead(8, 16, 5)
     kp = three_animals()
-    outputs = {"heatmap": torch.zeros(1, 5, 32, 32), "paf": torch.zeros(1, 20, 32, 32)}
+    outputs = {"heatmap": torch.zeros(1, 5, 65, 65), "paf": torch.zeros(1, 20, 65, 65)}
     targets = head.targets(kp, outputs)
-    predicted = head.predict({"heatmap": targets["heatmap"], "locref": targets["locref"], "paf": targets["paf"]},
-                             n_individuals=3)
+    logits = targets["heatmap"] * 12 - 6
+    predicted = head.predict({"heatmap": logits, "locref": targets["locref"], "paf": targets["paf"]}, 3)
     assert predicted.shape == (1, 3, 5, 3)
     for animal in kp[0]:  # each true animal is one predicted row, every bodypart within 1 px
-        errors = (predicted[0, :, :, :2] - animal[:, :2]).norm(dim=-1).max(dim=-1).values
+        errors = (predicted[0, :, :, :2] - animal[:, :2]).norm(dim=-1).amax(dim=-1)
         assert errors.min() < 1.0
 
 
-def test_full_graph_is_pruned_like_deeplabcut_above_104_edges():
-    assert len(paf_graph(9)) == 36  # the cichlid project: every pair
-    assert len(paf_graph(14)) == 91 <= MAX_FULL_GRAPH_EDGES  # still the full graph
+def test_full_graph_is_pruned_like_deeplabcut_from_105_edges():
+    assert paf_graph(3) == [(0, 1), (0, 2), (1, 2)]  # DeepLabCut's order
+    assert len(paf_graph(9)) == 36
+    assert len(paf_graph(14)) == 91 < PRUNE_FROM_EDGES  # still the full graph
     assert len(paf_graph(15)) == 45  # 105 pairs -> average degree 6: ceil(15 * 6 / 2) edges
     big = paf_graph(20)
     assert len(big) == 60 and len({p for e in big for p in e}) == 20, "connected, every bodypart in it"
     assert big == paf_graph(20), "seeded: the same project gets the same graph"
 
 
-def test_untrained_model_on_noise_is_bounded():
-    head = PafHead(32, 8, 9, n_upsample=0).eval()
+def test_untrained_head_on_noise_is_bounded():
+    head = PafHead(32, 16, 9).eval()
     with torch.no_grad():
-        predicted = head.predict(head(torch.randn(1, 32, 60, 80)), n_individuals=10)
+        predicted = head.predict(head(torch.randn(1, 32, 15, 20)), n_individuals=10)
     assert predicted.shape == (1, 10, 9, 3)

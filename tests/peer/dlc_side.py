@@ -71,14 +71,17 @@ def run_job(job: dict, folder: Path) -> dict:
         for part in path:
             node = node[part]
         node[last] = value
+    if job.get("shapes_only"):  # names and shapes only: cheap for every net_type at once
+        with torch.device("meta"):  # nothing allocated or initialised
+            model = PoseModel.build(cfg["model"], pretrained_backbone=False)
+        return {"config": cfg, "shapes": {k: tuple(v.shape) for k, v in model.state_dict().items()}}
     model = PoseModel.build(cfg["model"], pretrained_backbone=False)
     if job.get("state_dict") is not None:
         model.load_state_dict(job["state_dict"], strict=True)
     else:
         randomize(model, job.get("seed", 0))
     model.eval()
-    if job.get("shapes_only"):  # names and shapes only: cheap for every net_type at once
-        return {"config": cfg, "shapes": {k: tuple(v.shape) for k, v in model.state_dict().items()}}
+    model.output_features = bool(job.get("backbone_features", False))  # outputs["backbone"]["features"]
     result = {"config": cfg, "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
               "outputs": [], "predictions": [], "decoded": []}
     with torch.no_grad():
@@ -106,6 +109,53 @@ def call_function(job: dict) -> dict:
     return {"value": target(*job.get("args", []), **job.get("kwargs", {}))}
 
 
+def offline_backbone_weights() -> None:
+    """torchvision's Faster R-CNN MobileNetV3 builds on ImageNet backbone weights even untrained
+    (DeepLabCut's ``pretrained=False``); offline, its seeded initialisation stands in for the
+    download (same architecture: FrozenBatchNorm2d, the same trainable layers)."""
+    import torchvision
+    from torchvision.models import MobileNet_V3_Large_Weights
+    from torchvision.models._api import WeightsEnum
+
+    download = WeightsEnum.get_state_dict
+
+    def get_state_dict(self, *args, **kwargs):
+        if isinstance(self, MobileNet_V3_Large_Weights):
+            return torchvision.models.mobilenet_v3_large(weights=None).state_dict()
+        return download(self, *args, **kwargs)
+
+    WeightsEnum.get_state_dict = get_state_dict
+
+
+def run_detector(job: dict) -> dict:
+    """``{"kind": "detector", "detector_type": "ssdlite", "seed": 0, "images": [uint8 (H, W, 3)]}``:
+    DeepLabCut's detector from its own config (torchvision's initialisation, seeded), its inference
+    transform on each image; returns its state dict, what its torchvision model sees after its own
+    transform (``seen``) and the detections."""
+    import deeplabcut.pose_estimation_pytorch.config as config_package
+    from deeplabcut.core.config import read_config_as_dict
+    from deeplabcut.pose_estimation_pytorch.data.transforms import build_transforms
+    from deeplabcut.pose_estimation_pytorch.models.detectors import DETECTORS
+
+    configs = Path(config_package.__file__).parent
+    offline_backbone_weights()
+    base = read_config_as_dict(configs / "base" / "base_detector.yaml")
+    model_cfg = read_config_as_dict(configs / "detectors" / f"{job['detector_type']}.yaml")["model"]
+    torch.manual_seed(job.get("seed", 0))
+    detector = DETECTORS.build(dict(model_cfg), pretrained=False)
+    detector.eval()  # DeepLabCut's train() returns None
+    transform = build_transforms(base["data"]["inference"])
+    result = {"state_dict": {k: v.clone() for k, v in detector.state_dict().items()}, "seen": [], "detections": []}
+    with torch.no_grad():
+        for image in job["images"]:
+            h, w = image.shape[:2]
+            x = transform(image=image, keypoints=[], class_labels=[], bboxes=[[0, 0, w, h]], bbox_labels=["image"])
+            x = torch.from_numpy(x["image"]).permute(2, 0, 1)[None].float()
+            result["seen"].append(detector.model.transform(list(x))[0].tensors)
+            result["detections"].append(detector(x)[1])
+    return result
+
+
 def main(request_path: str, result_path: str) -> None:
     request = torch.load(request_path, weights_only=False)
     results = []
@@ -114,6 +164,9 @@ def main(request_path: str, result_path: str) -> None:
             folder = Path(tmp) / str(i)
             folder.mkdir()
             try:
+                if job.get("kind") == "detector":
+                    results.append(run_detector(job))
+                    continue
                 results.append(call_function(job) if job.get("kind") == "call" else run_job(job, folder))
             except Exception as error:  # reported to the test, which names the job
                 results.append({"error": f"{type(error).__name__}: {error}"})

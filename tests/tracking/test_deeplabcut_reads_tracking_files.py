@@ -1,7 +1,7 @@
 """DeepLabCut 3 itself reads our tracklet pickle and stitched _el.h5 (and stitches our tracklets).
 
-Needs DeepLabCut, so it is skipped in our CI; run it in DeepLabCut's own environment (it imports only
-our numpy/pandas parts):
+Needs DeepLabCut: skipped without it, a failure under LIGHTNING_DLC_REQUIRE_PEER=1 (CI);
+.ci/run runs it in DeepLabCut's own environment (it imports only our numpy/pandas parts):
 
     PYTHONPATH=. /tmp/dlc-baseline/venv/bin/python -m pytest tests/tracking/test_deeplabcut_reads_tracking_files.py
 """
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("deeplabcut")
+from dlc_peer import import_deeplabcut  # noqa: E402  (tests/ is on sys.path)
+import_deeplabcut()
 
 from deeplabcut.refine_training_dataset.stitch import TrackletStitcher  # noqa: E402
 from deeplabcut.utils.auxiliaryfunctions import load_analyzed_data, load_detection_data  # noqa: E402

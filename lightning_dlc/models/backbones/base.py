@@ -89,3 +89,26 @@ def check_state_fits(own: dict, state: dict, path: str | Path, what: str, ignore
             f"Weights in {path} do not fit {what}: {len(missing)} missing keys {missing[:10]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:10]}, {len(resized)} size mismatches {resized[:3]}"
         )
+
+
+class FrozenNormsMixin:
+    """DeepLabCut's ``freeze_bn_stats`` / ``freeze_bn_weights`` backbone options, applied on ``train()``.
+
+    ``freeze_bn_stats`` keeps BatchNorm layers in eval mode (running statistics fixed, e.g. the
+    ImageNet ones HRNet starts from); ``freeze_bn_weights`` stops their affine parameters learning.
+    Set both attributes in ``__init__`` before training starts.
+    """
+
+    freeze_bn_stats: bool = False
+    freeze_bn_weights: bool = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                if self.freeze_bn_weights:
+                    module.weight.requires_grad_(False)
+                    module.bias.requires_grad_(False)
+                if self.freeze_bn_stats:
+                    module.eval()
+        return self

@@ -1,10 +1,12 @@
-"""DeepLabCut's multi-scale ResNet-50 (``dlcrnet_ms5``): ResNet-50 with earlier stages fused in.
+"""DeepLabCut's multi-scale ResNet-50 (``dlcrnet_stride16_ms5`` / ``dlcrnet_stride32_ms5``).
 
-As in DeepLabCut 3: a BatchNorm ResNet-50 (timm ``resnet50``) whose last stage (2048 ch) is
-concatenated with two earlier feature banks brought down to stride 16 by strided 3x3 convs and
-squeezed to 128 channels each by 1x1 convs: the end of layer1 (stride 4, 256 ch) and the
-third block of layer2 (stride 8, 512 ch). Output: 128 + 128 + 2048 = 2304 channels. With
-output stride 32 the two banks are resized down to the last stage's size.
+As DeepLabCut 3's ``DLCRNet``: a BatchNorm ResNet-50 (timm ``resnet50``, ``backbone.model.*``)
+whose last stage (2048 ch) is concatenated with two earlier feature banks brought down by
+unpadded strided 3x3 convs (``conv_block*``, names as DeepLabCut's) and squeezed to 128 channels
+by 1x1 convs: the end of layer1 (stride 4, 256 ch; ``conv_block3-5``) and the third block of
+layer2 (stride 8, 512 ch; ``conv_block1-2``). Without padding the banks come out a little
+smaller than the last stage; they are resized (bilinear, antialiased) to its size.
+Output: 128 + 128 + 2048 = 2304 channels.
 """
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ from lightning_dlc.models.backbones.base import create_timm, load_weights
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride),  # no padding, as DeepLabCut
         # momentum 0.001 = TensorFlow's decay 0.999, which DeepLabCut kept for these layers
         nn.BatchNorm2d(out_channels, momentum=0.001),
-        nn.ReLU(inplace=True),
+        nn.ReLU(),
     )
 
 
@@ -50,15 +52,11 @@ class DLCRNet(nn.Module):
         self.model = create_timm(
             "resnet50", pretrained=pretrained and weights is None, num_classes=0, output_stride=output_stride
         )
-        self.bank1 = nn.Sequential(  # end of layer1: stride 4 -> 16
-            _conv_bn_relu(256, 256, 3, stride=2),
-            _conv_bn_relu(256, 256, 3, stride=2),
-            _conv_bn_relu(256, 128, 1),
-        )
-        self.bank2 = nn.Sequential(  # layer2's third block: stride 8 -> 16
-            _conv_bn_relu(512, 512, 3, stride=2),
-            _conv_bn_relu(512, 128, 1),
-        )
+        self.conv_block1 = _conv_bn_relu(512, 512, 3, stride=2)  # layer2's third block: stride 8 -> 16
+        self.conv_block2 = _conv_bn_relu(512, 128, 1)
+        self.conv_block3 = _conv_bn_relu(256, 256, 3, stride=2)  # end of layer1: stride 4 -> 16
+        self.conv_block4 = _conv_bn_relu(256, 256, 3, stride=2)
+        self.conv_block5 = _conv_bn_relu(256, 128, 1)
         self.out_channels: int = 2048 + 2 * 128
         self.stride: int = output_stride
         if weights is not None:
@@ -70,10 +68,10 @@ class DLCRNet(nn.Module):
         bank1 = m.layer1(x)
         bank2 = m.layer2[:3](bank1)  # DeepLabCut taps layer2's third block, not its last
         out = m.layer4(m.layer3(m.layer2[3:](bank2)))
-        banks = [self.bank1(bank1), self.bank2(bank2)]
-        # resize guards odd input sizes and brings the stride-16 banks to stride 32
-        banks = [b if b.shape[-2:] == out.shape[-2:] else _resize(b, out.shape[-2:]) for b in banks]
-        return torch.cat([*banks, out], dim=1)
+        # DeepLabCut reads the banks through detaching hooks: no gradient flows back from them
+        bank1 = self.conv_block5(self.conv_block4(self.conv_block3(bank1.detach())))
+        bank2 = self.conv_block2(self.conv_block1(bank2.detach()))
+        return torch.cat([_resize(bank1, out.shape[-2:]), _resize(bank2, out.shape[-2:]), out], dim=1)
 
 
 def _resize(x: torch.Tensor, size: torch.Size) -> torch.Tensor:

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_dlc.models.backbones.base import create_timm, load_weights
+from lightning_dlc.models.backbones.base import FrozenNormsMixin, create_timm, load_weights
 
 VARIANTS = ("w18", "w32", "w48")
 
 
-class HRNet(nn.Module):
+class HRNet(FrozenNormsMixin, nn.Module):
     """HRNet backbone with output stride 4.
 
     Args:
@@ -28,8 +28,10 @@ class HRNet(nn.Module):
             the plain timm checkpoint of ``hrnet_<variant>``.
         interpolate_branches: upsample (bilinear) the stride 8/16/32 branches to stride 4 and
             concatenate all four (15x the width channels: 270/480/720), as DEKR does.
-        increased_channels: take the branches after timm's "incre" modules (128/256/512/1024
+        increased_channel_count: take the branches after timm's "incre" modules (128/256/512/1024
             channels, part of the classification head) instead of the raw branches.
+        freeze_bn_stats, freeze_bn_weights: DeepLabCut's options (:class:`FrozenNormsMixin`);
+            its ``hrnet_*`` configs freeze the statistics, its ``dekr_*`` ones do not.
     """
 
     def __init__(
@@ -38,7 +40,9 @@ class HRNet(nn.Module):
         pretrained: bool = True,
         weights: str | Path | None = None,
         interpolate_branches: bool = False,
-        increased_channels: bool = False,
+        increased_channel_count: bool = False,
+        freeze_bn_stats: bool = False,
+        freeze_bn_weights: bool = False,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -49,9 +53,10 @@ class HRNet(nn.Module):
             features_only=True,
             out_indices=(1, 2, 3, 4),  # index 0 is the stride-2 stem
             # explicit: timm's features_only default is "incre", DeepLabCut's is the raw branches
-            feature_location="incre" if increased_channels else "",
+            feature_location="incre" if increased_channel_count else "",
         )
         self.interpolate_branches = interpolate_branches
+        self.freeze_bn_stats, self.freeze_bn_weights = freeze_bn_stats, freeze_bn_weights
         channels = self.model.feature_info.channels()
         self.out_channels: int = sum(channels) if interpolate_branches else channels[0]
         self.stride: int = self.model.feature_info.reduction()[0]

@@ -28,6 +28,7 @@ class ResNet(TimmBackbone):
             weights and trains from scratch).
         pretrained: load timm's ImageNet weights.
         weights: local checkpoint, see :class:`TimmBackbone`.
+        freeze_bn_stats, freeze_bn_weights: DeepLabCut's BatchNorm options (false in its configs).
     """
 
     def __init__(
@@ -37,6 +38,8 @@ class ResNet(TimmBackbone):
         group_norm: bool | None = None,
         pretrained: bool = True,
         weights: str | Path | None = None,
+        freeze_bn_stats: bool = False,
+        freeze_bn_weights: bool = False,
     ) -> None:
         if variant not in _DLC_GROUP_NORM:
             raise ValueError(f"ResNet variant must be one of {sorted(_DLC_GROUP_NORM)}, got {variant!r}")
@@ -51,4 +54,5 @@ class ResNet(TimmBackbone):
             if pretrained and weights is None:
                 note = "timm has no GroupNorm ResNet-101 weights; group_norm=false uses its BatchNorm ones."
                 raise pretrained_unavailable(variant, note=note)
-        super().__init__(name, pretrained=pretrained, weights=weights, output_stride=output_stride, **kwargs)
+        super().__init__(name, pretrained=pretrained, weights=weights, output_stride=output_stride,
+                         freeze_bn_stats=freeze_bn_stats, freeze_bn_weights=freeze_bn_weights, **kwargs)

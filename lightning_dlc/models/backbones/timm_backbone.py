@@ -6,10 +6,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning_dlc.models.backbones.base import create_timm, load_weights
+from lightning_dlc.models.backbones.base import FrozenNormsMixin, create_timm, load_weights
 
 
-class TimmBackbone(nn.Module):
+class TimmBackbone(FrozenNormsMixin, nn.Module):
     """Any timm model by name, e.g. ``TimmBackbone("mobilenetv3_small_100")``.
 
     Args:
@@ -20,6 +20,7 @@ class TimmBackbone(nn.Module):
             state_dict, a pose-model checkpoint, or the plain timm checkpoint of ``name``.
         out_index: which of the model's feature levels to return (-1: the deepest).
         output_stride: ask timm for a dilated network with this stride (models that support it).
+        freeze_bn_stats, freeze_bn_weights: DeepLabCut's BatchNorm options (:class:`FrozenNormsMixin`).
         **timm_kwargs: passed to ``timm.create_model`` (``drop_path_rate``, ``in_chans``, ...).
     """
 
@@ -30,9 +31,12 @@ class TimmBackbone(nn.Module):
         weights: str | Path | None = None,
         out_index: int = -1,
         output_stride: int | None = None,
+        freeze_bn_stats: bool = False,
+        freeze_bn_weights: bool = False,
         **timm_kwargs,
     ) -> None:
         super().__init__()
+        self.freeze_bn_stats, self.freeze_bn_weights = freeze_bn_stats, freeze_bn_weights
         if output_stride is not None:  # not every timm model accepts the argument
             timm_kwargs["output_stride"] = output_stride
         self.model = create_timm(

@@ -3,21 +3,20 @@
 Pure, vectorized torch functions that run on the inputs' device, with no loops
 over the batch.
 
-Conventions:
+Conventions (DeepLabCut 3's, so training and decoding match its own):
 
 * Keypoints are ``[B, N, K, 3]``: x, y in input-image pixels (x = column,
-  y = row, pixel centres at integer coordinates) and a visibility flag
-  (0 unlabeled, >0 labeled). A keypoint is *missing* if x or y is not finite or
-  its visibility is not > 0. N may be padded with all-NaN individuals.
+  y = row) and a visibility flag. As in DeepLabCut, a keypoint is *labeled* if
+  its flag is > 0 (and x, y are finite), *unlabeled* if the flag is 0 or x/y is
+  not finite (DeepLabCut's 0), *undefined* if the flag is < 0 (DeepLabCut's -1);
+  an all-NaN individual (padding) is none of these and is ignored.
 * A map at ``stride`` s has ``map_size = (H, W)`` cells. Cell (row i, col j) is
-  centred at input pixel ``x = (j + 0.5) * s - 0.5``, ``y = (i + 0.5) * s - 0.5``
-  (see :func:`grid_to_pixels`), so the map covers the pixels
-  ``[-0.5, W * s - 0.5) x [-0.5, H * s - 0.5)``. Keypoints outside that extent
-  count as missing for targets.
-* Decoders take *probabilities* (apply ``sigmoid`` to a head's logits first)
-  and return coordinates in at least float32, even for bf16/fp16 maps, because
-  a bf16 pixel coordinate is off by up to a pixel or more. Target generators
-  compute in at least float32 and return the keypoints' dtype.
+  centred at input pixel ``x = j * s + s / 2``, ``y = i * s + s / 2`` (see
+  :func:`grid_to_pixels`). Keypoints outside the map still shape the targets
+  (a Gaussian's tail), as in DeepLabCut.
+* Decoders return coordinates in at least float32, even for bf16/fp16 maps,
+  because a bf16 pixel coordinate is off by up to a pixel or more. Target
+  generators compute in at least float32 and return the keypoints' dtype.
 """
 from __future__ import annotations
 
@@ -30,13 +29,16 @@ LOCREF_STD = 7.2801  # DeepLabCut's default locref_stdev
 
 
 def grid_to_pixels(grid: torch.Tensor | float, stride: float) -> torch.Tensor | float:
-    """Map-cell coordinate (col or row, any shape) -> input-image pixel coordinate."""
-    return (grid + 0.5) * stride - 0.5
+    """Map-cell coordinate (col or row, any shape) -> input-image pixel coordinate.
+
+    DeepLabCut's convention (its target generators and predictors): ``j * stride + stride / 2``.
+    """
+    return grid * stride + stride / 2
 
 
 def pixels_to_grid(pixels: torch.Tensor | float, stride: float) -> torch.Tensor | float:
     """Input-image pixel coordinate -> (fractional) map-cell coordinate; inverse of grid_to_pixels."""
-    return (pixels + 0.5) / stride - 0.5
+    return (pixels - stride / 2) / stride
 
 
 def _work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -49,8 +51,12 @@ def _cell_centres(n: int, stride: float, like: torch.Tensor) -> torch.Tensor:
     return grid_to_pixels(torch.arange(n, device=like.device, dtype=like.dtype), stride)
 
 
-def _target_points(keypoints: torch.Tensor, map_size: tuple[int, int], stride: float):
-    """x, y ``[B, N, K]`` (missing ones set to 0, so no NaN leaks) and the labeled mask ``[B, N, K]``."""
+def _target_points(keypoints: torch.Tensor, map_size: tuple[int, int], stride: float, in_map_only: bool = True):
+    """x, y ``[B, N, K]`` (missing ones set to 0, so no NaN leaks) and the labeled mask ``[B, N, K]``.
+
+    ``in_map_only`` also drops keypoints outside the map's extent (the heatmap head's targets
+    keep them, as DeepLabCut does).
+    """
     if keypoints.ndim != 4 or keypoints.shape[-1] != 3:
         raise ValueError(f"keypoints must be [batch, individuals, bodyparts, 3], got {tuple(keypoints.shape)}")
     kp = keypoints.to(_work_dtype(keypoints))
@@ -59,8 +65,32 @@ def _target_points(keypoints: torch.Tensor, map_size: tuple[int, int], stride: f
     x, y, vis = kp.unbind(-1)
     H, W = map_size
     ok = torch.isfinite(x) & torch.isfinite(y) & (vis > 0)
-    ok &= (x >= -0.5) & (x < W * stride - 0.5) & (y >= -0.5) & (y < H * stride - 0.5)
+    if in_map_only:
+        ok &= (x >= 0) & (x < W * stride) & (y >= 0) & (y < H * stride)
     return torch.where(ok, x, 0.0), torch.where(ok, y, 0.0), ok
+
+
+def heatmap_weights(keypoints: torch.Tensor, gradient_masking: bool = False,
+                    background_weight: float = 0.1) -> torch.Tensor:
+    """DeepLabCut's per-map loss weights ``[B, K, 1, 1]`` (broadcast against the maps).
+
+    1 by default. A bodypart with an undefined keypoint (flag < 0) weighs 0; with
+    ``gradient_masking``, one with an unlabeled keypoint weighs ``background_weight``.
+    Where individuals disagree, the last of them sets the weight, as DeepLabCut's loop does.
+    """
+    B, N, K, _ = keypoints.shape
+    if N == 0:
+        return keypoints.new_ones(B, K, 1, 1)
+    x, y, vis = keypoints.to(_work_dtype(keypoints)).unbind(-1)
+    undefined = vis < 0
+    unlabeled = torch.isfinite(vis) & ~undefined & ((vis == 0) | ~torch.isfinite(x) | ~torch.isfinite(y))
+    value = torch.where(undefined, 0.0, background_weight)  # [B, N, K]
+    sets = undefined | (unlabeled & gradient_masking)
+    n = torch.arange(N, device=keypoints.device).view(1, N, 1)
+    last = torch.where(sets, n, -1).amax(1, keepdim=True)  # [B, 1, K]: the last individual setting it
+    chosen = torch.gather(value, 1, last.clamp(min=0)).squeeze(1)
+    weights = torch.where(last.squeeze(1) >= 0, chosen, 1.0)
+    return weights[..., None, None].to(keypoints.dtype)
 
 
 def heatmap_targets(
@@ -70,37 +100,39 @@ def heatmap_targets(
     sigma: float | None = None,
     radius: float | None = None,
     mode: Literal["gaussian", "plateau"] = "gaussian",
+    gradient_masking: bool = False,
+    background_weight: float = 0.1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Score-map targets: per bodypart, the max over individuals of one blob per keypoint.
+    """Score-map targets: per bodypart, the max over individuals of one blob per labeled keypoint.
+
+    DeepLabCut's ``HeatmapGaussianGenerator`` / ``HeatmapPlateauGenerator``.
 
     Args:
         keypoints: ``[B, N, K, 3]`` (x, y, visibility) in input pixels.
         map_size: ``(H, W)`` of the head's output map.
         stride: input pixels per map cell.
-        sigma: Gaussian standard deviation in input pixels (``mode="gaussian"``).
+        sigma: Gaussian standard deviation in input pixels (``mode="gaussian"``;
+            DeepLabCut's is ``2 / 3 * pos_dist_thresh``).
         radius: disk radius in input pixels (``mode="plateau"``, DeepLabCut's
-            ``dist_thresh`` target: 1 where the cell centre is within ``radius``).
+            ``pos_dist_thresh``: 1 where the cell centre is within ``radius``).
         mode: ``"gaussian"`` (peak 1 at the keypoint) or ``"plateau"``.
+        gradient_masking, background_weight: see :func:`heatmap_weights`.
 
     Returns:
-        heatmaps ``[B, K, H, W]`` in [0, 1]; weights ``[B, K, 1, 1]`` (broadcast
-        against the map): 1 if bodypart k is labeled and inside the map for at
-        least one individual of image b, else 0, so a bodypart unlabeled in an
-        image is masked out of the loss rather than taught as "absent".
+        heatmaps ``[B, K, H, W]`` in [0, 1]; weights ``[B, K, 1, 1]`` (:func:`heatmap_weights`).
         Both in the keypoints' dtype, on their device.
     """
     H, W = map_size
-    x, y, ok = _target_points(keypoints, map_size, stride)
+    x, y, ok = _target_points(keypoints, map_size, stride, in_map_only=False)
     xs, ys = _cell_centres(W, stride, x), _cell_centres(H, stride, x)
     dx2 = (xs - x[..., None]) ** 2  # [B, N, K, W]
     dy2 = (ys - y[..., None]) ** 2  # [B, N, K, H]
     if mode == "gaussian":
         if sigma is None or sigma <= 0:
             raise ValueError(f"mode='gaussian' needs sigma > 0 (input pixels), got {sigma}")
-        # separable: a Gaussian is the outer product of its 1D x and y profiles
-        gx = torch.exp(-dx2 / (2 * sigma**2)) * ok[..., None]
-        gy = torch.exp(-dy2 / (2 * sigma**2))
-        heat = (gy[..., :, None] * gx[..., None, :]).amax(1)
+        # exp of the summed squares (not a product of 1D profiles), as DeepLabCut computes it
+        heat = torch.exp(-(dy2[..., :, None] + dx2[..., None, :]) / (2 * sigma**2))
+        heat = (heat * ok[..., None, None]).amax(1)
     elif mode == "plateau":
         if radius is None or radius <= 0:
             raise ValueError(f"mode='plateau' needs radius > 0 (input pixels), got {radius}")
@@ -108,8 +140,8 @@ def heatmap_targets(
         heat = (inside & ok[..., None, None]).any(1).to(x.dtype)
     else:
         raise ValueError(f"mode must be 'gaussian' or 'plateau', got {mode!r}")
-    weights = ok.any(1)[..., None, None]
-    return heat.to(keypoints.dtype), weights.to(keypoints.dtype)
+    weights = heatmap_weights(keypoints, gradient_masking, background_weight)
+    return heat.to(keypoints.dtype), weights
 
 
 def locref_targets(
@@ -118,37 +150,45 @@ def locref_targets(
     stride: float,
     radius: float,
     locref_std: float = LOCREF_STD,
+    mode: Literal["gaussian", "plateau"] = "plateau",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """DeepLabCut's location-refinement targets.
+    """DeepLabCut's location-refinement targets: ``(keypoint - cell centre) / locref_std``.
 
-    Within ``radius`` input pixels of a labeled keypoint, the target at a cell is
-    ``(keypoint - cell centre) / locref_std`` for x and y; where individuals'
-    disks overlap, the nearest individual's keypoint wins.
+    Weights are 1 within ``radius`` input pixels of a labeled keypoint of the bodypart.
+    Which keypoint a cell's offsets point to follows DeepLabCut's generators, which
+    overwrite in individual order: with ``mode="plateau"``, the last individual whose disk
+    holds the cell (0 outside every disk); with ``mode="gaussian"``, the last labeled
+    individual, on the whole map (weights still 0 outside the disks).
 
     Args:
         keypoints: ``[B, N, K, 3]`` (x, y, visibility) in input pixels.
         map_size: ``(H, W)``; stride: input pixels per cell; radius: input pixels.
 
     Returns:
-        locref ``[B, 2K, H, W]`` with channels x0, y0, x1, y1, ... (0 outside
-        the disks); weights ``[B, 2K, H, W]``: 1 within ``radius`` of a labeled,
-        in-map keypoint of that bodypart, else 0. Keypoints' dtype and device.
+        locref ``[B, 2K, H, W]`` with channels x0, y0, x1, y1, ...; weights
+        ``[B, 2K, H, W]``. Keypoints' dtype and device.
     """
     H, W = map_size
-    x, y, ok = _target_points(keypoints, map_size, stride)
+    x, y, ok = _target_points(keypoints, map_size, stride, in_map_only=False)
     B, N, K = x.shape
     xs, ys = _cell_centres(W, stride, x), _cell_centres(H, stride, x)
-    d2 = (ys - y[..., None])[..., :, None] ** 2 + (xs - x[..., None])[..., None, :] ** 2
-    d2 = d2.masked_fill(~ok[..., None, None], float("inf"))  # [B, N, K, H, W]
-    d2min, nearest = d2.min(1)  # [B, K, H, W]
-    inside = d2min <= radius**2
-    shape, near = (B, N, K, H, W), nearest[:, None]
-    x_near = torch.gather(x[..., None, None].expand(shape), 1, near).squeeze(1)
-    y_near = torch.gather(y[..., None, None].expand(shape), 1, near).squeeze(1)
+    d2 = (ys - y[..., None])[..., :, None] ** 2 + (xs - x[..., None])[..., None, :] ** 2  # [B, N, K, H, W]
+    inside = (d2 <= radius**2) & ok[..., None, None]
+    order = torch.arange(N, device=x.device).view(1, N, 1, 1, 1)
+    if mode == "plateau":
+        last = torch.where(inside, order, -1).amax(1)  # [B, K, H, W]
+    elif mode == "gaussian":
+        last = torch.where(ok, order[..., 0, 0], -1).amax(1)[..., None, None].expand(B, K, H, W)
+    else:
+        raise ValueError(f"mode must be 'gaussian' or 'plateau', got {mode!r}")
+    near = last.clamp(min=0)[:, None]
+    shape = (B, 1, K, H, W)
+    x_near = torch.gather(x[..., None, None].expand(B, N, K, H, W), 1, near).reshape(shape).squeeze(1)
+    y_near = torch.gather(y[..., None, None].expand(B, N, K, H, W), 1, near).reshape(shape).squeeze(1)
     offsets = torch.stack([x_near - xs, y_near - ys[:, None]], 2) / locref_std  # [B, K, 2, H, W]
-    mask = inside[:, :, None].expand(B, K, 2, H, W)
-    locref = torch.where(mask, offsets, 0.0).reshape(B, 2 * K, H, W)
-    weights = mask.reshape(B, 2 * K, H, W)
+    has = (last >= 0)[:, :, None].expand(B, K, 2, H, W)
+    locref = torch.where(has, offsets, 0.0).reshape(B, 2 * K, H, W)
+    weights = inside.any(1)[:, :, None].expand(B, K, 2, H, W).reshape(B, 2 * K, H, W)
     return locref.to(keypoints.dtype), weights.to(keypoints.dtype)
 
 
@@ -230,12 +270,15 @@ def decode_single(
     locref: torch.Tensor | None,
     stride: float,
     locref_std: float = LOCREF_STD,
+    clip_scores: bool = False,
 ) -> torch.Tensor:
-    """Single-animal predictor: argmax of each bodypart's map, refined by locref.
+    """DeepLabCut's ``HeatmapPredictor``: argmax of each bodypart's map, refined by locref.
 
     Args:
-        heatmaps: ``[B, K, H, W]`` probabilities (sigmoid already applied).
+        heatmaps: ``[B, K, H, W]`` scores (the sigmoid already applied for a BCE head);
+            ties go to the first cell in raster order, as ``torch.argmax``.
         locref: ``[B, 2K, H, W]`` or None.
+        clip_scores: clip the returned scores (not the maps) to [0, 1].
 
     Returns:
         ``[B, 1, K, 3]`` (x, y in input pixels, score = heatmap value at the
@@ -243,7 +286,11 @@ def decode_single(
         is the caller's cue that it is absent.
     """
     B, K, H, W = heatmaps.shape
-    scores, idx = heatmaps.to(_work_dtype(heatmaps)).flatten(2).max(-1)  # [B, K]
+    flat = heatmaps.to(_work_dtype(heatmaps)).flatten(2)
+    idx = flat.argmax(-1)  # [B, K]
+    scores = flat.gather(-1, idx[..., None])[..., 0]
+    if clip_scores:
+        scores = scores.clamp(0.0, 1.0)
     grid = torch.stack([idx % W, idx // W], -1)[:, :, None].to(scores.dtype)  # [B, K, 1, 2]
     xy = refine(grid, locref, stride, locref_std)
     return torch.cat([xy, scores[:, :, None, None]], -1).transpose(1, 2)

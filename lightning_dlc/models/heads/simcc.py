@@ -1,53 +1,50 @@
-"""RTMPose's SimCC head: keypoints as two 1D classifications, over x bins and over y bins.
+"""RTMPose's coordinate-classification head (DeepLabCut's ``RTMCCHead``): keypoints as two 1D
+classifications, over x bins and over y bins, with DeepLabCut's labels, KL loss and decoder.
 
-Single instance: SimCC predicts one pose per image (a top-down crop or a
-single-animal frame), so its targets use individual 0 of the ``[B, N, K, 3]``
-keypoints and its predictions fill row 0 only.
+Single instance: it reads one pose per image (a top-down crop, or a whole single-animal frame
+for our ``simcc`` head set), so its targets use individual 0 of the ``[B, N, K, 3]`` keypoints
+and its predictions fill row 0 only.
 
-Bin convention: with ``split_ratio`` k, an image ``(H, W)`` has ``round(W * k)``
-x bins and ``round(H * k)`` y bins, and bin j is centred at input pixel
-``j / k`` (pixel centres at integer coordinates, as everywhere in this package;
-see :mod:`~lightning_dlc.models.heads.heatmap_targets`). A keypoint at pixel x
-is labelled with a Gaussian centred on the fractional bin ``x * k`` and decodes
-back to ``argmax / k``, within ``0.5 / k`` px of where it was. With integer k
-every pixel centre is a bin centre. The bins span pixels ``[0, W - 1/k]``, so a
-keypoint in the outer half pixel of the image decodes to the edge bin (error
-up to 0.5 px). Keypoints outside the image extent
-``[-0.5, W - 0.5) x [-0.5, H - 0.5)`` count as missing.
+Bins (DeepLabCut's ``SimCCGenerator`` / ``SimCCPredictor``): with split ratio k, an ``(H, W)``
+input has ``int(W * k)`` x bins and ``int(H * k)`` y bins, bin j standing for input pixel
+``j / k``. A keypoint at pixel x is labelled by a Gaussian centred on the bin ``round(x * k)``
+(labels are whole bins, so a keypoint decodes back within ``0.5 / k`` px), and decodes to
+``argmax / k``. A keypoint whose score is at most ``1 / x_bins`` (a flat output) decodes to bin
+-1, i.e. pixel ``-1 / k``, as in DeepLabCut.
 
-Like the heatmap module, targets and decoding are vectorized torch on the
-inputs' device and compute in at least float32.
+Parameter names are DeepLabCut's (``final_layer``, ``mlp``, ``gau.uv``, ``gau.gamma``, ...), so
+its RTMPose state dicts load as they are. Targets and decoding are vectorized torch on the
+inputs' device and compute in at least float32. Sizes here are ``(H, W)``, DeepLabCut's
+``input_size`` is ``(W, H)``.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_dlc.models.heads.heatmap_targets import _target_points, _work_dtype
-from lightning_dlc.models.heads.losses import _masked_mean
+from lightning_dlc.models.heads.heatmap_targets import _work_dtype
 
 DECODE_BETA = 150.0  # DeepLabCut's SimCC decoding temperature, per bin of sigma
+# DeepLabCut's label widths in bins for a crop side (RTMCCHead.update_input_size)
+SIGMA_FOR_SIDE = {192: 4.9, 256: 5.66, 288: 6.0, 384: 6.93}
 
 
-def default_sigma(input_size: Sequence[int], split_ratio: float = 2.0) -> tuple[float, float]:
-    """RTMPose's label widths ``(sigma_x, sigma_y)`` in bins for an ``(H, W)`` input.
-
-    RTMPose's configs (split ratio 2) use 5.66 bins for a 256-pixel side, 4.9 for
-    192 and 6.93 for 384: all ``sqrt(side / 8)``. The width is kept constant in
-    pixels for other split ratios, i.e. ``sigma = split_ratio / 2 * sqrt(side / 8)``.
-    """
+def default_sigma(input_size: Sequence[int]) -> tuple[float, float]:
+    """DeepLabCut's ``(sigma_x, sigma_y)`` in bins for an ``(H, W)`` input: 4.9 for a 192-pixel
+    side, 5.66 for 256, 6.0 for 288, 6.93 for 384, else ``2.87 + 0.01 * side``."""
     H, W = input_size
-    return split_ratio / 2 * math.sqrt(W / 8), split_ratio / 2 * math.sqrt(H / 8)
+    return tuple(SIGMA_FOR_SIDE.get(int(side), 2.87 + 0.01 * side) for side in (W, H))
 
 
 def n_bins(input_size: Sequence[int], split_ratio: float) -> tuple[int, int]:
-    """``(x_bins, y_bins) = (round(W * k), round(H * k))`` for an ``(H, W)`` input."""
+    """``(x_bins, y_bins) = (int(W * k), int(H * k))`` for an ``(H, W)`` input."""
     H, W = input_size
-    return round(W * split_ratio), round(H * split_ratio)
+    return int(W * split_ratio), int(H * split_ratio)
 
 
 def simcc_targets(
@@ -55,30 +52,74 @@ def simcc_targets(
     input_size: Sequence[int],
     split_ratio: float,
     sigma: Sequence[float],
+    smoothing: Literal["gaussian", "standard"] = "gaussian",
+    label_smooth_weight: float = 0.0,
+    normalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """1D Gaussian labels (peak 1) per axis for individual 0's keypoints.
+    """DeepLabCut's SimCC labels for individual 0's keypoints.
+
+    ``gaussian``: a Gaussian (peak 1, or area 1 with ``normalize``) on bin ``round(x * k)``; a
+    keypoint whose +-3 sigma window misses every bin gets weight 0. ``standard``: one-hot on that
+    bin, ``label_smooth_weight`` spread over the others; a bin off the grid gets weight 0.
 
     Args:
-        keypoints: ``[B, N, K, 3]`` (x, y, visibility) in input pixels; only
-            individual 0 is used (SimCC is single-instance).
+        keypoints: ``[B, N, K, 3]`` (x, y, visibility) in input pixels; labeled where the
+            visibility is > 0 and x, y are finite.
         input_size: ``(H, W)`` of the input images.
         split_ratio: bins per input pixel.
         sigma: ``(sigma_x, sigma_y)`` in bins.
 
     Returns:
-        x labels ``[B, K, x_bins]``, y labels ``[B, K, y_bins]`` (all 0 for a
-        missing keypoint) and weights ``[B, K]``: 1 where individual 0's keypoint
-        is labeled and inside the image, else 0. Keypoints' dtype and device.
+        x labels ``[B, K, x_bins]``, y labels ``[B, K, y_bins]`` (0 where there is no label) and
+        weights ``[B, K]``, in the keypoints' dtype and device.
     """
-    H, W = (int(s) for s in input_size)
-    x, y, ok = _target_points(keypoints[:, :1], (H, W), 1.0)
-    x, y, ok = x[:, 0], y[:, 0], ok[:, 0]  # [B, K]
-    labels = []
-    for centre, bins, s in zip((x, y), n_bins((H, W), split_ratio), sigma):
-        grid = torch.arange(bins, device=x.device, dtype=x.dtype)
-        g = torch.exp(-((grid - centre[..., None] * split_ratio) ** 2) / (2 * s**2))
-        labels.append((g * ok[..., None]).to(keypoints.dtype))
-    return labels[0], labels[1], ok.to(keypoints.dtype)
+    if keypoints.ndim != 4 or keypoints.shape[-1] != 3:
+        raise ValueError(f"keypoints must be [batch, individuals, bodyparts, 3], got {tuple(keypoints.shape)}")
+    if smoothing not in ("gaussian", "standard"):
+        raise ValueError(f"smoothing must be 'gaussian' or 'standard', got {smoothing!r}")
+    kp = keypoints[:, 0].to(_work_dtype(keypoints)) if keypoints.shape[1] else \
+        keypoints.new_full((keypoints.shape[0], keypoints.shape[2], 3), float("nan"), dtype=_work_dtype(keypoints))
+    labeled = torch.isfinite(kp[..., :2]).all(-1) & (kp[..., 2] > 0)
+    drawn = labeled & (kp[..., 2] >= 0.5)  # DeepLabCut weighs 0 < visibility < 0.5 but draws nothing
+    centres = torch.where(labeled[..., None], kp[..., :2], 0.0).mul(split_ratio).round()  # [B, K, 2] bins
+    labels, on_grid = [], torch.ones_like(labeled)
+    for axis, (bins, s) in enumerate(zip(n_bins(input_size, split_ratio), sigma)):
+        mu = centres[..., axis, None]
+        grid = torch.arange(bins, device=kp.device, dtype=kp.dtype)
+        if smoothing == "gaussian":
+            on_grid &= (mu[..., 0] - 3 * s < bins) & (mu[..., 0] + 3 * s + 1 >= 0)
+            label = torch.exp(-((grid - mu) ** 2) / (2 * s**2))
+            label = label / (s * math.sqrt(2 * math.pi)) if normalize else label
+        else:
+            on_grid &= (mu[..., 0] >= 0) & (mu[..., 0] < bins)
+            label = torch.where(grid == mu, 1.0 - label_smooth_weight, label_smooth_weight / (bins - 1))
+        labels.append(label)
+    weights = labeled & (on_grid | ~drawn)  # DeepLabCut checks the grid only for drawn labels
+    show = (drawn & on_grid)[..., None]
+    x, y = (torch.where(show, label, 0.0).to(keypoints.dtype) for label in labels)
+    return x, y, weights.to(keypoints.dtype)
+
+
+def kl_discrete_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor | None,
+    beta: float = 10.0,
+    label_softmax: bool = True,
+    label_beta: float = 10.0,
+) -> torch.Tensor:
+    """DeepLabCut's ``KLDiscreteLoss``: ``KL(target || softmax(beta * logits))`` averaged over
+    bins, times the keypoint's weight, summed over the batch and keypoints and divided by K.
+
+    The target is ``softmax(label_beta * labels)`` with ``label_softmax``, else the labels.
+    ``logits``, ``labels``: ``[B, K, bins]``; ``weights``: ``[B, K]`` or None (all 1).
+    """
+    log_pred = (logits.float() * beta).log_softmax(-1)
+    target = (labels.float() * label_beta).softmax(-1) if label_softmax else labels.float()
+    per_keypoint = (torch.special.xlogy(target, target) - target * log_pred).mean(-1)
+    if weights is not None:
+        per_keypoint = per_keypoint * weights
+    return per_keypoint.sum() / logits.shape[1]
 
 
 def simcc_decode(
@@ -86,101 +127,116 @@ def simcc_decode(
     y: torch.Tensor,
     split_ratio: float,
     temperature: Sequence[float] = (1.0, 1.0),
+    softmax: bool = True,
 ) -> torch.Tensor:
-    """Argmax of each axis' bins -> input pixels, scored by the peak probabilities.
+    """DeepLabCut's SimCC decoding: first argmax of each axis' bins -> input pixels.
 
-    The score of a keypoint is the smaller of its two axes' maximum of
-    ``softmax(bins * temperature)``: near 1 for a single sharp peak, lower when
-    an axis is ambiguous (RTMPose's min-of-axes rule, DeepLabCut's softmax).
+    Each axis is multiplied by its temperature (DeepLabCut: ``sigma * decode_beta``) and, with
+    ``softmax``, turned into probabilities; the score is the smaller of the two axes' maxima. A
+    keypoint scoring at most ``1 / x_bins`` (0 without softmax) gets bin -1 on both axes.
 
     Args:
         x: ``[B, K, x_bins]``; y: ``[B, K, y_bins]`` (logits or labels).
         split_ratio: bins per input pixel.
-        temperature: ``(t_x, t_y)`` multiplying the bins before the softmax.
 
     Returns:
-        ``[B, K, 3]`` (x, y in input pixels, score in [0, 1]), at least float32.
+        ``[B, K, 3]`` (x, y in input pixels, score), at least float32.
     """
-    coords, scores = [], []
+    locations, scores = [], []
     for bins, t in zip((x, y), temperature):
-        probs = (bins.to(_work_dtype(bins)) * t).softmax(-1)
-        score, idx = probs.max(-1)
-        coords.append(idx.to(score.dtype) / split_ratio)
+        values = bins.to(_work_dtype(bins)) * t
+        values = values.softmax(-1) if softmax else values
+        score, index = values.max(-1)  # ties: the first bin
+        locations.append(index.to(score.dtype))
         scores.append(score)
-    return torch.stack([*coords, torch.minimum(*scores)], -1)
+    score = torch.minimum(*scores)
+    flat = score <= (1.0 / x.shape[-1] if softmax else 0.0)
+    xy = torch.where(flat[..., None], -1.0, torch.stack(locations, -1)) / split_ratio
+    return torch.cat([xy, score[..., None]], -1)
 
 
 class ScaleNorm(nn.Module):
-    """``g * x / rms(x)`` over the last dim, with a single learned gain (RTMPose's ScaleNorm)."""
+    """``g * x / max(||x|| / sqrt(dim), eps)`` over the last dim, one learned gain ``g``."""
 
-    def __init__(self, eps: float = 1e-5):
+    def __init__(self, dim: int, eps: float = 1e-5):
         super().__init__()
-        self.eps = eps
-        self.gain = nn.Parameter(torch.ones(1))
+        self.scale, self.eps = dim**-0.5, eps
+        self.g = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.gain
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.scale
+        return x / norm.clamp(min=self.eps) * self.g
+
+
+class Scale(nn.Module):
+    """A learned per-channel gain (the GAU's residual scale)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
 
 
 class GatedAttentionUnit(nn.Module):
-    """Compact GAU (FLASH, as in RTMPose) over tokens ``[B, T, dim]``: one block, one residual.
+    """RTMPose's gated attention unit over keypoint tokens ``[B, K, dim]`` (self-attention, no
+    relative-position bias, no dropout: DeepLabCut's RTMPose settings).
 
-    Each token yields a gate ``u``, a value ``v`` (both ``expansion * dim``)
-    and a shared ``qk_dim`` base ``z``; queries and keys are per-dimension affine
-    copies of ``z``. Attention is ``relu(q k^T / sqrt(qk_dim))**2 / T`` (no
-    softmax, no positional terms: the K keypoint tokens are an unordered set
-    whose identity is carried by their features), and the output
-    ``W_o(u * (A v))`` is gated token-wise before the rescaled residual.
+    Each token yields a gate ``u`` and a value ``v`` (``expansion * dim``) and a shared
+    ``qk_dim`` base; queries and keys are per-dimension affine copies of the base (``gamma``,
+    ``beta``). Attention is ``relu(q k^T / sqrt(qk_dim))**2`` (no softmax, not divided by K),
+    and ``o(u * (A v))`` is added to the scaled input.
     """
 
-    def __init__(self, dim: int, expansion: float = 2.0, qk_dim: int = 128):
+    def __init__(self, dim: int, expansion: float = 2.0, qk_dim: int = 128, eps: float = 1e-5):
         super().__init__()
         self.e, self.s = int(dim * expansion), qk_dim
-        self.norm = ScaleNorm()
-        self.proj = nn.Linear(dim, 2 * self.e + qk_dim, bias=False)
-        self.qk_gain = nn.Parameter(1 + 0.02 * torch.randn(2, qk_dim))
-        self.qk_bias = nn.Parameter(torch.zeros(2, qk_dim))
-        self.out = nn.Linear(self.e, dim, bias=False)
-        self.residual_scale = nn.Parameter(torch.ones(dim))
+        self.ln = ScaleNorm(dim, eps)
+        self.uv = nn.Linear(dim, 2 * self.e + qk_dim, bias=False)
+        self.gamma = nn.Parameter(torch.rand(2, qk_dim))
+        self.beta = nn.Parameter(torch.rand(2, qk_dim))
+        self.o = nn.Linear(self.e, dim, bias=False)
+        self.res_scale = Scale(dim)
+        nn.init.xavier_uniform_(self.uv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u, v, z = F.silu(self.proj(self.norm(x))).split([self.e, self.e, self.s], -1)
-        q, k = (z[..., None, :] * self.qk_gain + self.qk_bias).unbind(-2)
-        attn = F.relu(q @ k.transpose(-1, -2) / math.sqrt(self.s)).square() / x.shape[-2]
-        return x * self.residual_scale + self.out(u * (attn @ v))
+        u, v, base = F.silu(self.uv(self.ln(x))).split([self.e, self.e, self.s], -1)
+        q, k = (base[..., None, :] * self.gamma + self.beta).unbind(-2)
+        attention = F.relu(q @ k.transpose(-1, -2) / math.sqrt(self.s)).square()
+        return self.res_scale(x) + self.o(u * (attention @ v))
 
 
 class SimCCHead(nn.Module):
-    """RTMPose's coordinate-classification head (single instance; see the module docstring).
+    """DeepLabCut's ``RTMCCHead`` with its target generator, KL criterion and predictor.
 
-    ``features [B, C, h, w]`` -> ``final_kernel`` conv to K maps -> flatten ->
-    ScaleNorm + linear to ``hidden`` per keypoint -> GAU over the K keypoint tokens
-    -> linear to x bins and to y bins: ``{"x": [B, K, x_bins], "y": [B, K, y_bins]}``
-    logits. The flatten size is fixed by ``input_size`` (features must be
-    ``ceil(H / in_stride) x ceil(W / in_stride)``), so images must be resized
-    or cropped to ``input_size``.
+    ``features [B, C, h, w]`` -> ``final_layer`` (``final_kernel`` conv to K maps) -> flatten ->
+    ``mlp`` (ScaleNorm, linear to ``hidden``) -> ``gau`` over the K keypoint tokens ->
+    ``cls_x`` / ``cls_y``: ``{"x": [B, K, x_bins], "y": [B, K, y_bins]}`` logits. The flatten
+    size is fixed by ``input_size`` (features ``ceil(H / in_stride) x ceil(W / in_stride)``,
+    what the stride-2 convolutions make), so images must be cropped or resized to it.
 
     Args:
-        input_size: ``(H, W)`` of the input images.
-        split_ratio: bins per input pixel (RTMPose: 2, half-pixel bins).
-        sigma: ``(sigma_x, sigma_y)`` label widths in bins; default
-            :func:`default_sigma` (RTMPose's 5.66 bins for a 256-pixel side).
-        beta: temperature of the KL loss, applied to logits and, with
-            ``label_softmax``, to the labels (RTMPose: 10).
-        label_softmax: target distribution ``softmax(beta * label)`` (RTMPose);
-            otherwise the labels normalised to sum to 1.
-        decode_beta: prediction scores are the peak of
-            ``softmax(logits * sigma * decode_beta)`` per axis, min over axes
-            (DeepLabCut's 150: a sharp softmax, ~1 for a confident unimodal output).
+        input_size: ``(H, W)`` of the input images (DeepLabCut's RTMPose: 256 x 256; x: 384 x 384).
+        split_ratio: bins per input pixel (2: half-pixel bins).
+        sigma: ``(sigma_x, sigma_y)`` label widths in bins; default :func:`default_sigma`.
+        beta, label_softmax, label_beta, use_target_weight: the KL loss (see :func:`kl_discrete_loss`).
+        smoothing, label_smooth_weight, normalize_labels: the labels (see :func:`simcc_targets`).
+        decode_beta: decoding multiplies the logits by ``sigma * decode_beta`` before the softmax.
     """
 
     def __init__(self, in_channels: int, in_stride: int, n_bodyparts: int, input_size: Sequence[int] = (256, 256),
                  split_ratio: float = 2.0, sigma: Sequence[float] | float | None = None, final_kernel: int = 7,
-                 hidden: int = 256, gau: bool = True, gau_expansion: float = 2.0, gau_qk_dim: int = 128,
-                 beta: float = 10.0, label_softmax: bool = True, decode_beta: float = DECODE_BETA):
+                 hidden: int = 256, gau_expansion: float = 2.0, gau_qk_dim: int = 128,
+                 beta: float = 10.0, label_softmax: bool = True, label_beta: float = 10.0,
+                 use_target_weight: bool = True, smoothing: Literal["gaussian", "standard"] = "gaussian",
+                 label_smooth_weight: float = 0.0, normalize_labels: bool = False,
+                 decode_beta: float = DECODE_BETA):
         super().__init__()
         if len(input_size) != 2:
             raise ValueError(f"input_size must be (height, width), got {input_size}")
+        if smoothing == "gaussian" and label_smooth_weight > 0:
+            raise ValueError("label_smooth_weight is for smoothing='standard' labels only")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.split_ratio = float(split_ratio)
         self.stride = 1.0 / self.split_ratio  # input pixels per bin
@@ -188,17 +244,21 @@ class SimCCHead(nn.Module):
         self.in_stride = in_stride
         self.feature_size = tuple(math.ceil(s / in_stride) for s in self.input_size)
         if sigma is None:
-            sigma = default_sigma(self.input_size, self.split_ratio)
+            sigma = default_sigma(self.input_size)
         elif isinstance(sigma, (int, float)):
             sigma = (sigma, sigma)
         self.sigma = (float(sigma[0]), float(sigma[1]))
-        self.beta, self.label_softmax, self.decode_beta = beta, label_softmax, decode_beta
+        self.beta, self.label_softmax, self.label_beta = beta, label_softmax, label_beta
+        self.use_target_weight = use_target_weight
+        self.smoothing, self.label_smooth_weight = smoothing, label_smooth_weight
+        self.normalize_labels = normalize_labels
+        self.decode_beta = decode_beta
         self.bins = n_bins(self.input_size, self.split_ratio)
 
-        self.final = nn.Conv2d(in_channels, n_bodyparts, final_kernel, padding=final_kernel // 2)
         flat = self.feature_size[0] * self.feature_size[1]
-        self.mlp = nn.Sequential(ScaleNorm(), nn.Linear(flat, hidden, bias=False))
-        self.gau = GatedAttentionUnit(hidden, gau_expansion, gau_qk_dim) if gau else nn.Identity()
+        self.gau = GatedAttentionUnit(hidden, gau_expansion, gau_qk_dim)
+        self.final_layer = nn.Conv2d(in_channels, n_bodyparts, final_kernel, padding=final_kernel // 2)
+        self.mlp = nn.Sequential(ScaleNorm(flat), nn.Linear(flat, hidden, bias=False))
         self.cls_x = nn.Linear(hidden, self.bins[0], bias=False)
         self.cls_y = nn.Linear(hidden, self.bins[1], bias=False)
 
@@ -209,30 +269,21 @@ class SimCCHead(nn.Module):
                 f"SimCCHead was built for input_size (H, W) = {self.input_size}, i.e. {self.feature_size} "
                 f"features at stride {self.in_stride}, but got {(h, w)} features (an input of about "
                 f"{(h * self.in_stride, w * self.in_stride)}); resize or crop images to {self.input_size}")
-        tokens = self.gau(self.mlp(self.final(features).flatten(2)))  # [B, K, hidden]
+        tokens = self.gau(self.mlp(self.final_layer(features).flatten(2)))  # [B, K, hidden]
         return {"x": self.cls_x(tokens), "y": self.cls_y(tokens)}
 
     def targets(self, keypoints: torch.Tensor, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Gaussian labels ``x [B, K, x_bins]``, ``y [B, K, y_bins]`` and ``weights [B, K]`` (individual 0)."""
-        x, y, weights = simcc_targets(keypoints, self.input_size, self.split_ratio, self.sigma)
+        """Labels ``x [B, K, x_bins]``, ``y [B, K, y_bins]`` and ``weights [B, K]`` (individual 0)."""
+        x, y, weights = simcc_targets(keypoints, self.input_size, self.split_ratio, self.sigma, self.smoothing,
+                                      self.label_smooth_weight, self.normalize_labels)
         return {"x": x, "y": y, "weights": weights}
 
-    def _distribution(self, labels: torch.Tensor) -> torch.Tensor:
-        labels = labels.float()
-        if self.label_softmax:
-            return (labels * self.beta).softmax(-1)
-        return labels / labels.sum(-1, keepdim=True).clamp(min=1e-12)
-
     def loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """KL(target || softmax(beta * logits)) in nats, summed over bins and the two axes,
-        averaged over labeled keypoints (RTMPose averages over bins instead: a constant factor)."""
-        per_keypoint = 0.0
-        for axis in ("x", "y"):
-            target = self._distribution(targets[axis])
-            log_pred = (outputs[axis].float() * self.beta).log_softmax(-1)
-            per_keypoint = per_keypoint + (torch.special.xlogy(target, target) - target * log_pred).sum(-1)
-        simcc = _masked_mean(per_keypoint, targets["weights"])
-        return {"simcc": simcc, "total": simcc}
+        """DeepLabCut's: one KL loss per axis, ``total`` their mean."""
+        weights = targets["weights"] if self.use_target_weight else None
+        losses = {axis: kl_discrete_loss(outputs[axis], targets[axis], weights, self.beta, self.label_softmax,
+                                         self.label_beta) for axis in ("x", "y")}
+        return {**losses, "total": (losses["x"] + losses["y"]) / 2}
 
     @torch.no_grad()
     def predict(self, outputs: dict[str, torch.Tensor], n_individuals: int = 1) -> torch.Tensor:
