@@ -14,12 +14,12 @@ from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.tracking.metrics import tracking_metrics
 
-N_FRAMES, N_LABELED, SIZE, EPOCHS = 60, 48, 128, 16
+N_FRAMES, N_LABELED, SIZE, EPOCHS = 60, 48, 128, 24
 TRAIN_OVERRIDES = ["model.backbone.name=regnetx_002", "model.backbone.pretrained=false", "optimizer.lr=3e-3",
                    "data.num_workers=0", "eval_interval=0", "augment=none", "logger=csv",
                    "trainer.enable_progress_bar=false"]
-# The tiny model trained here for 16 epochs measured IDF1 0.66 (median keypoint error 5 px, fish 29 px long);
-# after 10 epochs 0.42 (error 10 px).
+# With our former stride-8 head the tiny model reached IDF1 0.66 in 16 epochs; DeepLabCut's DLCRNet head
+# (5 stages, stride 4, its weight initialisation) learns more slowly: IDF1 0.39 after 16 epochs, >= 0.5 after 24.
 MIN_IDF1 = 0.5
 
 
