@@ -246,7 +246,7 @@ def test_untrained_noise_many_individuals_is_fast_and_bounded():
     scores = compute_metrics(pred, gt, detections=pred)
     assert time.perf_counter() - t0 < 10
     assert all(np.isfinite(v) for v in scores.values())
-    assert 0 <= scores["mAP"] <= 100 and 0 <= scores["mAR"] <= 100
+    assert scores["mAP"] < 1 and scores["mAR"] < 5  # noise over a 350 px range hardly ever lands within OKS
 
 
 def test_unique_bodyparts_and_table():

@@ -43,9 +43,6 @@ def test_labeled_video_frames_size_fps_and_colours(demo, tmp_path):
     frames, fps = _read(out)
     assert len(frames) == N_FRAMES and frames[0].shape == (SIZE, SIZE, 3) and fps == pytest.approx(30.0)
     cv2.imwrite(str(tmp_path / "frame.png"), cv2.cvtColor(frames[20], cv2.COLOR_RGB2BGR))
-    cv2.imwrite("/tmp/labeled_frame.png", cv2.cvtColor(cv2.resize(frames[20], None, fx=4, fy=4,
-                                                                  interpolation=cv2.INTER_NEAREST),
-                                                       cv2.COLOR_RGB2BGR))
     points = TablePoses(truth).rows(20, 21)[0]                 # [15, 3]: fish-major, bodyparts within
     colors = bodypart_colors(5)
     visible = points[:, 2] > 0.5
