@@ -31,44 +31,47 @@ def export_coco(config, out: str | Path, shuffle: int = 1, trainset_index: int =
 
 
 def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides: list[str] | None = None,
-                  **settings):
+                  modelprefix: str = "", pytorch_cfg_updates: dict | None = None, **settings):
     """DeepLabCut's train_network over the same Hydra config as ``scripts/train.py``.
 
     The run lands in the project's own model folder
-    (``dlc-models-pytorch/iteration-<i>/<Task><date>-trainset<pct>shuffle<n>/train``) with its
-    ``config.yaml`` (the composed run config), snapshots and TensorBoard logs. ``overrides`` are
-    Hydra override strings (``["model=hrnet_w32", "optimizer.lr=1e-3"]``); DeepLabCut's own
-    keywords are translated: ``epochs``, ``save_epochs``, ``batch_size``, ``max_snapshots_to_keep``,
-    ``net_type`` (a ``conf/model`` name), ``device`` (``cpu``/``cuda``/``auto``), ``seed``, and for
-    top-down models ``detector_type`` (a ``conf/detector`` name), ``detector_epochs``,
-    ``detector_save_epochs``, ``detector_batch_size``. Returns the final key metric (``test.mAP`` by default).
+    (``[<modelprefix>/]dlc-models-pytorch/iteration-<i>/<Task><date>-trainset<pct>shuffle<n>/train``)
+    with ``run_config.yaml`` (the composed run config), snapshots and TensorBoard logs. As
+    DeepLabCut does, the shuffle's own ``pytorch_config.yaml`` there (when one exists) sets the
+    training (net_type, optimizer, schedule, epochs, augmentation, detector, ...; a field we cannot
+    honour stops the call, naming it), after ``pytorch_cfg_updates`` (DeepLabCut's dotted keys,
+    ``{"runner.optimizer.params.lr": 1e-3}``) are applied to it. ``overrides`` are Hydra override
+    strings (``["model=hrnet_w32", "optimizer.lr=1e-3"]``) and win over the file, as DeepLabCut's
+    keywords do: ``epochs``, ``save_epochs``, ``batch_size``, ``max_snapshots_to_keep``,
+    ``display_iters``, ``net_type`` (a ``conf/model`` name), ``device`` (``cpu``/``cuda``/``cuda:1``/
+    ``auto``), ``seed``, ``snapshot_path`` (fine-tune: the whole model starts from it, epochs from 0),
+    and for top-down models ``detector_type`` (a ``conf/detector`` name), ``detector_path``,
+    ``detector_epochs`` (0: the detector is not trained), ``detector_save_epochs``,
+    ``detector_batch_size``. DeepLabCut's other keywords are refused by name unless they keep their
+    defaults (lightning_dlc.lit.compose.TRAIN_KEYWORDS_FIXED). Returns the final key metric.
     """
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from lightning_dlc.lit.compose import compose_train_config, train_keyword_overrides
     from lightning_dlc.lit.train import train
+    from lightning_dlc.project.pytorch_config import PYTORCH_CONFIG
 
-    translate = {"epochs": "trainer.max_epochs", "save_epochs": "snapshots.save_epochs",
-                 "batch_size": "data.batch_size", "max_snapshots_to_keep": "snapshots.max_snapshots",
-                 "net_type": "model", "seed": "seed", "device": "trainer.accelerator", "detector_type": "detector",
-                 "detector_epochs": "detector.train.epochs", "detector_save_epochs": "detector.train.save_epochs",
-                 "detector_batch_size": "detector.train.batch_size"}
-    unknown = sorted(set(settings) - set(translate))
-    if unknown:
-        raise TypeError(f"train_network: unknown arguments {unknown}; known: {sorted(translate)} "
-                        "(anything else: overrides=['group=option', 'key=value'])")
+    translated = train_keyword_overrides(**settings)
     cfg_project = as_config(config)
     fractions = cfg_project.training_fractions
     if not 0 <= trainingsetindex < len(fractions):
         raise ValueError(f"trainingsetindex {trainingsetindex} out of range: config.yaml has TrainingFraction "
                          f"{fractions}")
-    out = _shuffles.model_folder(cfg_project, fractions[trainingsetindex], shuffle) / "train"
-    devices = {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu", "auto": "auto", "mps": "mps"}
-    translated = [f"{translate[k]}={devices.get(str(v), v) if k == 'device' else v}" for k, v in settings.items()]
-    with initialize_config_dir(str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=dlc", f"data.project={cfg_project.path}",
-                                          f"data.shuffle={shuffle}", f"data.trainset_index={trainingsetindex}",
-                                          f"output_dir={out}", *translated, *(overrides or [])])
+    folder = _shuffles.model_folder(cfg_project, fractions[trainingsetindex], shuffle)
+    out = cfg_project.root / modelprefix / folder.relative_to(cfg_project.root) / "train"
+    own = out / PYTORCH_CONFIG
+    if pytorch_cfg_updates and not own.is_file():
+        raise FileNotFoundError(f"{own}: pytorch_cfg_updates needs the shuffle's pytorch_config.yaml; without one "
+                                "use overrides=['key=value']")
+    cfg = compose_train_config(["experiment=dlc", f"data.project={cfg_project.path}", f"data.shuffle={shuffle}",
+                                f"data.trainset_index={trainingsetindex}", f"output_dir={out}", *translated,
+                                *(overrides or [])],
+                               pytorch_config=own if own.is_file() else None, cfg_updates=pytorch_cfg_updates)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "run_config.yaml")
     return train(cfg)
@@ -122,10 +125,16 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
 
 
 def _trained_snapshot(cfg, shuffle: int, trainingsetindex: int, snapshot) -> Path:
-    """The snapshot of a shuffle's train folder: ``best``, ``last`` or a file."""
-    from lightning_dlc.evaluation.report import find_snapshots
+    """The snapshot of a shuffle's train folder (ours or DeepLabCut's): ``best``, ``last``, DeepLabCut's
+    snapshot index, None for config.yaml's ``snapshotindex`` (DeepLabCut's rule; ``all`` -> -1), or a file."""
+    from lightning_dlc.models.snapshot_files import find_snapshots
 
-    if snapshot not in ("best", "last"):
+    if snapshot is None:
+        snapshot = cfg.data.get("snapshotindex", -1)
+        snapshot = -1 if snapshot in (None, "all") else snapshot
+    if isinstance(snapshot, str) and snapshot.lstrip("-").isdigit():
+        snapshot = int(snapshot)
+    if snapshot not in ("best", "last") and not isinstance(snapshot, int):
         path = Path(snapshot)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such snapshot file (or pass snapshot='best' / 'last')")
@@ -145,7 +154,8 @@ def _trained_snapshot(cfg, shuffle: int, trainingsetindex: int, snapshot) -> Pat
 def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
                    batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
                    overwrite: bool = False, cropping=None, videotype=None, auto_track: bool = False,
-                   track_method: str = "ellipse", wait_for_lock: bool = False, **options):
+                   track_method: str = "ellipse", wait_for_lock: bool = False, identity_only: bool = False,
+                   **options):
     """DeepLabCut's analyze_videos: every frame of each video -> DeepLabCut's output files.
 
     The model is the shuffle's snapshot in ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -157,7 +167,9 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     unless ``overwrite``. ``options``: ``reader`` (auto, dali, opencv), ``precision`` (32, bf16, 16),
     ``channels_last``, ``compile``, ``chunk_frames``, ``blank_threshold``, ``progress``, ``verbose``.
     ``auto_track`` (multi-animal): then tracklets and stitched tracks (:func:`convert_detections2tracklets`,
-    :func:`stitch_tracklets` with ``track_method``) for every analyzed video.
+    :func:`stitch_tracklets` with ``track_method``) for every analyzed video; with a model trained with
+    ``identity: true`` the tracks are named by identity, and ``identity_only`` (DeepLabCut's) assigns animals
+    to tracklets by the identity head alone.
     One process at a time analyzes a video (with one scorer): a video another process is analyzing is
     skipped (``status="locked"``, naming that process' pid and host), or waited for with
     ``wait_for_lock=True``.
@@ -179,7 +191,7 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
         from lightning_dlc.tracking.pipeline import track_analyzed_videos
 
         track_analyzed_videos(summaries, track_method, cfg.meta(), overwrite=overwrite,
-                              wait_for_lock=wait_for_lock)
+                              wait_for_lock=wait_for_lock, identity_only=identity_only)
     return summaries
 
 
@@ -280,20 +292,23 @@ def _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfol
 def convert_detections2tracklets(config, videos, videotype=None, shuffle: int = 1, trainingsetindex: int = 0,
                                  overwrite: bool = False, destfolder=None, ignore_bodyparts=None,
                                  track_method: str = "ellipse", snapshot="best", pcutoff: float = 0.1,
-                                 max_age: int = 3, min_similarity: float | None = None, box_slack: float = 0.0):
+                                 max_age: int = 3, min_similarity: float | None = None, box_slack: float = 0.0,
+                                 identity_only: bool = False):
     """DeepLabCut's convert_detections2tracklets: each video's ``_assemblies.pickle`` -> tracklets.
 
     Writes ``<video><scorer>_<el|bx|sk>.pickle`` (``track_method`` ellipse, box or skeleton; see
     :mod:`lightning_dlc.tracking.trackers`) beside the analysis files. Keypoints under ``pcutoff``
     are ignored; ``ignore_bodyparts`` are not looked at by the tracker. Existing tracklets are kept
-    unless ``overwrite``. Returns the tracklet pickles' paths.
+    unless ``overwrite``. ``identity_only`` (DeepLabCut's; models trained with ``identity: true``): each frame's
+    animals go to tracklets by the identity head alone (tracklet i = individual i). Returns the tracklet
+    pickles' paths.
     """
     from lightning_dlc.tracking.pipeline import convert_to_tracklets
 
     cfg = as_config(config)
     return [convert_to_tracklets(prefix, track_method, cfg.meta(), overwrite=overwrite, pcutoff=pcutoff,
                                  max_age=max_age, min_similarity=min_similarity, box_slack=box_slack,
-                                 ignore_bodyparts=ignore_bodyparts or ())
+                                 ignore_bodyparts=ignore_bodyparts or (), identity_only=identity_only)
             for _, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
                                                 videotype)]
 
@@ -302,14 +317,17 @@ def stitch_tracklets(config, videos, videotype=None, shuffle: int = 1, trainings
                      n_tracks: int | None = None, track_method: str = "ellipse", min_length: int = 5,
                      split_tracklets: bool = True, max_gap: int | None = None, fill_gaps: int = 0,
                      destfolder=None, save_as_csv: bool = False, overwrite: bool = False, snapshot="best",
-                     animal_names=None):
+                     animal_names=None, use_identity: bool | None = None):
     """DeepLabCut's stitch_tracklets: tracklets -> ``n_tracks`` whole-video tracks (min-cost flow).
 
     ``n_tracks`` defaults to the number of individuals (``animal_names`` names the tracks; default
     config.yaml's individuals). Writes ``<video><scorer>_<el|bx|sk>.h5`` (and ``.csv`` with
     ``save_as_csv``); ``fill_gaps`` interpolates gaps up to that many frames. See
     :mod:`lightning_dlc.tracking.stitch` for ``min_length``, ``split_tracklets`` and ``max_gap``.
-    Existing tracks are kept unless ``overwrite``. Returns the tracks' paths.
+    Existing tracks are kept unless ``overwrite``. Tracklets with identities (a model trained with
+    ``identity: true``) are stitched with the identity head's votes as a cost and track i is named after
+    individual i; ``use_identity=False`` stitches by motion alone (ours; None: when there are identities).
+    Returns the tracks' paths.
     """
     from dataclasses import replace
 
@@ -319,7 +337,7 @@ def stitch_tracklets(config, videos, videotype=None, shuffle: int = 1, trainings
     meta = cfg.meta() if animal_names is None else replace(cfg.meta(), individuals=tuple(animal_names))
     return [stitch_tracklet_file(prefix, track_method, n_tracks, meta, min_length=min_length,
                                  split_tracklets=split_tracklets, max_gap=max_gap, fill_gaps=fill_gaps,
-                                 save_as_csv=save_as_csv, overwrite=overwrite)
+                                 save_as_csv=save_as_csv, overwrite=overwrite, use_identity=use_identity)
             for _, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
                                                 videotype)]
 
@@ -430,3 +448,15 @@ def transformer_reID(config, videos, n_tracks: int | None = None, shuffle: int =
                        overwrite=overwrite, save_as_csv=save_as_csv, **options)
             for _, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
                                                 videotype)]
+
+
+def export_model(config, run, shuffle: int = 1, trainingsetindex: int = 0, snapshots: str = "all",
+                 overwrite: bool = False, net_type: str | None = None) -> Path:
+    """A ``scripts/train.py`` run folder -> the shuffle's DeepLabCut model folder
+    (``dlc-models-pytorch/iteration-<i>/<shuffle>/train``: ``snapshot-NNN.pt``, ``pytorch_config.yaml``,
+    ``test/pose_cfg.yaml``), so DeepLabCut 3.0.2 (and every function here) uses the model. DeepLabCut's
+    files of that shuffle are replaced only with ``overwrite=True``. Returns the ``train`` folder."""
+    from lightning_dlc.models.export import export_run
+
+    return export_run(run, config, shuffle=shuffle, trainset_index=trainingsetindex, snapshots=snapshots,
+                      overwrite=overwrite, net_type=net_type)

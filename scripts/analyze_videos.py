@@ -19,6 +19,7 @@ def main(cfg: DictConfig) -> None:
     if images:
         sys.exit("images= is for scripts/analyze_images.py")
     auto_track, track_method = args.pop("auto_track", False), args.pop("track_method", "ellipse")
+    identity_only = args.pop("identity_only", False)
     summaries = analyze_videos(snapshot, videos or [], **args)
     if not summaries:
         sys.exit("no videos given: videos=[/path/a.mp4,/path/folder]")
@@ -26,7 +27,7 @@ def main(cfg: DictConfig) -> None:
         from lightning_dlc.tracking.pipeline import track_analyzed_videos
 
         for path in track_analyzed_videos(summaries, track_method, overwrite=args["overwrite"],
-                                          wait_for_lock=args["wait_for_lock"]):
+                                          wait_for_lock=args["wait_for_lock"], identity_only=identity_only):
             print(f"tracks: {path}")
     if any(s.status == "failed" for s in summaries):
         sys.exit(1)

@@ -193,6 +193,11 @@ class PoseDataModule(L.LightningDataModule):
         splits = self._load_splits()
         if not len(splits["train"]):
             raise ProjectError(self.project, "the training split has no images")
+        if splits["train"].meta.identity:  # names that are not one animal each teach the identity head nonsense
+            from lightning_dlc.project.identity_checks import warn_inconsistent_identities
+
+            warn_inconsistent_identities(splits["train"].records + splits["test"].records,
+                                         splits["train"].meta.individuals, str(self.project))
         self._set_splits(splits)
         log.info("%s: %d training and %d test images", self.project, len(splits["train"]), len(splits["test"]))
 

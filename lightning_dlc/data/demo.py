@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lightning_dlc.data.demo_scene import BODYPARTS, render_scene, write_video
+from lightning_dlc.data.demo_scene import BODYPARTS, HardScene, render_scene, write_video
 from lightning_dlc.project.config import ProjectConfig, parse_yaml
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import current_umask
@@ -99,9 +99,10 @@ def demo_meta(multianimal: bool = True, n_fish: int = 3, unique_bodyparts: bool 
     )
 
 
-def _config(root: Path, meta: ProjectMeta, multianimal: bool, width: int, height: int) -> ProjectConfig:
+def _config(root: Path, meta: ProjectMeta, multianimal: bool, width: int, height: int,
+            identity: bool = False) -> ProjectConfig:
     d = parse_yaml(CONFIG_TEMPLATE)
-    d.update(Task=TASK, scorer=SCORER, date=DATE, multianimalproject=multianimal, identity=False, project_path=str(root),
+    d.update(Task=TASK, scorer=SCORER, date=DATE, multianimalproject=multianimal, identity=identity, project_path=str(root),
              video_sets={str(root / "videos" / f"{VIDEO}.mp4"): {"crop": f"0, {width}, 0, {height}"}},
              skeleton=[list(edge) for edge in meta.skeleton], x2=width, y2=height)
     if multianimal:
@@ -116,8 +117,14 @@ def _config(root: Path, meta: ProjectMeta, multianimal: bool, width: int, height
 
 def make_demo_project(out: str | Path, multianimal: bool = True, n_fish: int = 3, n_frames: int = 300,
                       n_labeled: int = 80, size: int = 256, fps: float = 30.0, seed: int = 0,
-                      unique_bodyparts: bool = False, overwrite: bool = False) -> Path:
+                      unique_bodyparts: bool = False, overwrite: bool = False, scene: str | HardScene = "default",
+                      look_alike: bool = False, identity: bool = False) -> Path:
     """Write the demo project to ``out`` and return its config.yaml path.
+
+    ``scene``/``look_alike``: which scene (:func:`render_scene`; ``"hard"``: fish that touch, leave
+    the frame and come back). Individuals keep their names in every frame (fish1 is always the
+    same fish), so ``identity=True`` (written to config.yaml) can learn them; with ``look_alike``
+    there is nothing to learn them from.
 
     Labels are the scene's true keypoints where visible (hidden ones are left
     unlabeled, as a person would); ``videos/fishtank_groundtruth.h5`` holds every
@@ -130,13 +137,16 @@ def make_demo_project(out: str | Path, multianimal: bool = True, n_fish: int = 3
     n_fish = n_fish if multianimal else 1
     if not 0 < n_labeled <= n_frames:
         raise ValueError(f"n_labeled must be in [1, n_frames={n_frames}], got {n_labeled}")
-    scene = render_scene(n_frames=n_frames, n_fish=n_fish, width=size, height=size, fps=fps, seed=seed)
+    if identity and not multianimal:
+        raise ValueError("identity=True needs a multi-animal project")
+    scene = render_scene(n_frames=n_frames, n_fish=n_fish, width=size, height=size, fps=fps, seed=seed,
+                         scene=scene, look_alike=look_alike)
     meta = demo_meta(multianimal, n_fish, unique_bodyparts)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_project(build, out, scene, meta, multianimal, n_labeled)
+        _write_project(build, out, scene, meta, multianimal, n_labeled, identity)
         build.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
         if out.exists():
             shutil.rmtree(out)
@@ -146,9 +156,10 @@ def make_demo_project(out: str | Path, multianimal: bool = True, n_fish: int = 3
     return out / "config.yaml"
 
 
-def _write_project(build: Path, root: Path, scene, meta: ProjectMeta, multianimal: bool, n_labeled: int):
+def _write_project(build: Path, root: Path, scene, meta: ProjectMeta, multianimal: bool, n_labeled: int,
+                   identity: bool):
     n_frames, height, width = scene.frames.shape[:3]
-    _config(root, meta, multianimal, width, height).save(build / "config.yaml")
+    _config(root, meta, multianimal, width, height, identity).save(build / "config.yaml")
     # Tracks of every frame, hidden points included (likelihood 0), for tracking tests.
     xy = scene.keypoints.astype(np.float64)
     truth = np.concatenate([xy, scene.visible[..., None].astype(np.float64)], axis=-1)

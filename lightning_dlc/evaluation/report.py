@@ -44,7 +44,8 @@ import torch
 from lightning_dlc.data.dataset import read_rgb
 from lightning_dlc.evaluation.metrics import compute_metrics
 from lightning_dlc.inference.predict import load_detector, load_model, predict_dataset, resolve_device, snapshot_meta
-from lightning_dlc.models.snapshot_files import BEST, DETECTOR, POSE, snapshot_epoch, snapshot_patterns
+from lightning_dlc.models.snapshot_files import (SNAPSHOT_CHOICES, detector_beside, find_snapshots, net_name,
+                                                 scorer_name, snapshot_header)
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
@@ -54,7 +55,6 @@ from lightning_dlc.review.draw import draw_keypoints
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_CHOICES = ("best", "last", "all")
 SPLITS = ("train", "test")
 METRICS = ("rmse", "rmse_pcutoff", "mAP", "mAR")
 RESULTS_CSV = "results.csv"
@@ -62,43 +62,12 @@ COMBINED_CSV = "CombinedEvaluation-results.csv"  # DeepLabCut's name
 DLC_INDEX = ["%Training dataset", "Shuffle number", "Training epochs", "Detector epochs (TD only)", "pcutoff"]
 RESULT_COLUMNS = ["snapshot", "epoch", "split", *METRICS, "pcutoff", "n_images", "scorer"]
 
-__all__ = ["COMBINED_CSV", "RESULTS_CSV", "SNAPSHOT_CHOICES", "RunData", "evaluate_snapshots", "find_snapshots",
-           "detector_beside", "ground_truth", "load_run_data", "net_name", "run_detector", "scorer_name", "snapshot_header"]
+__all__ = ["COMBINED_CSV", "RESULTS_CSV", "RunData", "evaluate_snapshots", "ground_truth", "load_run_data",
+           "run_detector"]
 
 
 # --------------------------------------------------------------------------- which snapshots
-def find_snapshots(run_dir: str | Path, which: str = "best", prefix: str = POSE) -> list[Path]:
-    """The snapshots of a run folder to evaluate.
-
-    ``best``: ``snapshot-best-<epoch>.ckpt`` (the last one when no best was kept, e.g. a run
-    without evaluation during training); ``last``: the regular snapshot of the highest epoch;
-    ``all``: every snapshot, by epoch. ``prefix``: ``snapshot`` (pose models) or
-    ``snapshot-detector`` (a top-down run's detector).
-    """
-    if which not in SNAPSHOT_CHOICES:
-        raise ValueError(f"snapshots must be one of {SNAPSHOT_CHOICES}, got {which!r}")
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ProjectError(run_dir, "no such run folder (expected outputs/YYYY-MM-DD/HH-MM-SS with snapshots)")
-    regular_name, best_name = snapshot_patterns(prefix)
-    found = sorted((p for p in run_dir.glob(f"{prefix}-*.ckpt") if regular_name.search(p.name) or best_name.search(p.name)),
-                   key=lambda p: (snapshot_epoch(p), bool(best_name.search(p.name))))
-    regular = [p for p in found if regular_name.search(p.name)]
-    best = [p for p in found if best_name.search(p.name)]
-    if not found:
-        raise ProjectError(run_dir, f"holds no snapshots ({prefix}-<epoch>.ckpt); train first, or name the "
-                                    "run folder that holds them")
-    if which == "all":
-        return found
-    if which == "best" and best:
-        return best[-1:]
-    if which == "best":
-        log.warning(f"%s: no {prefix}-best-*.ckpt (no evaluation during training?); evaluating the last snapshot",
-                    run_dir)
-    return (regular or best)[-1:]
-
-
-def _snapshot_paths(snapshots, which: str) -> list[Path]:
+def _snapshot_paths(snapshots, which: str | int) -> list[Path]:
     if isinstance(snapshots, (str, Path)):
         path = Path(snapshots)
         if path.is_dir():
@@ -111,54 +80,6 @@ def _snapshot_paths(snapshots, which: str) -> list[Path]:
     if not paths:
         raise ValueError("no snapshots given")
     return paths
-
-
-def snapshot_header(path: Path) -> dict:
-    """A snapshot's run config, metadata and epoch without reading its tensors (memory-mapped)."""
-    try:
-        snapshot = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # not a zip-format file: mmap is unsupported, read it whole
-        snapshot = torch.load(path, map_location="cpu", weights_only=True)
-    if "run_config" not in snapshot or "project_meta" not in snapshot:
-        raise ProjectError(path, "not a lightning_dlc snapshot (no run_config / project_meta)")
-    epoch = snapshot_epoch(path)
-    if epoch < 0:
-        epoch = int(snapshot.get("epoch", -1)) + 1
-    return {"run_config": snapshot["run_config"], "project_meta": snapshot["project_meta"], "epoch": epoch}
-
-
-# --------------------------------------------------------------------------- names
-def net_name(run_config: Mapping, run_dir: Path | None = None) -> str:
-    """The model's name as DeepLabCut writes it in scorer names (``resnet_50`` -> ``Resnet50``).
-
-    From the ``model`` choice Hydra recorded in ``<run>/.hydra/hydra.yaml`` when there is one,
-    else from the backbone (``HRNet`` ``w32`` -> ``hrnet_w32``).
-    """
-    name = run_config.get("net_type")
-    hydra_file = run_dir / ".hydra" / "hydra.yaml" if run_dir is not None else None
-    if name is None and hydra_file is not None and hydra_file.is_file():
-        from omegaconf import OmegaConf
-
-        try:
-            name = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.choices.model")
-        except Exception:  # a damaged file only costs the nicer name
-            name = None
-    if name is None:
-        backbone = (run_config.get("model") or {}).get("backbone") or {}
-        family = str(backbone.get("_target_", "model")).rsplit(".", 1)[-1].lower().replace("backbone", "")
-        variant = str(backbone.get("name") or backbone.get("variant") or "")
-        name = variant if variant.startswith(family) or (variant and family == "timm") else \
-            "_".join(p for p in (family, variant) if p)
-        if (run_config.get("model") or {}).get("top_down") is not None:
-            name = f"top_down_{name}"
-    return "".join(part.capitalize() for part in str(name).replace("-", "_").split("_"))
-
-
-def scorer_name(net: str, task: str, shuffle: int | None, snapshot: Path, epoch: int) -> str:
-    """DeepLabCut's scorer: ``DLC_<Net>_<Task><date>shuffle<n>_snapshot_<epochs>`` (``_snapshot_best-<epochs>``)."""
-    uid = f"best-{epoch}" if BEST.search(snapshot.name) else str(epoch)
-    shuffle_part = f"shuffle{shuffle}" if shuffle is not None else ""
-    return f"DLC_{net}_{task}{shuffle_part}_snapshot_{uid}"
 
 
 # --------------------------------------------------------------------------- the data a run trained on
@@ -240,8 +161,9 @@ class _Target:
 
 
 def _targets(path: Path, header: dict, data: RunData, out_dir: Path, dlc_image_names: bool) -> _Target:
+    top_down = (header["run_config"].get("model") or {}).get("top_down") is not None
     scorer = scorer_name(net_name(header["run_config"], path.parent), data.task, data.shuffle, path,
-                         header["epoch"])
+                         header["epoch"], detector=detector_beside(path) if top_down else None)
     images = out_dir / f"LabeledImages_{scorer}" if dlc_image_names else out_dir / "labeled-images" / path.stem
     return _Target(path, header, scorer, path.stem, out_dir / f"{scorer}.h5", out_dir / f"{scorer}-results.csv",
                    out_dir / f"{scorer}-keypoint-results.csv", images)
@@ -325,7 +247,7 @@ def _keypoint_table(tables: dict[str, dict]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- the report
-def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str = "best", plotting: bool = False,
+def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str | int = "best", plotting: bool = False,
                        out_dir: str | Path | None = None, overwrite: bool = False, *,
                        project: str | Path | None = None, pcutoff: float | None = None,
                        device: str | torch.device | None = "auto", batch_size: int | None = None,
@@ -335,7 +257,8 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
 
     Args:
         snapshots: a run folder (``outputs/YYYY-MM-DD/HH-MM-SS``), one snapshot file or a list of them.
-        which: for a run folder, ``best``, ``last`` or ``all`` (:func:`find_snapshots`).
+        which: for a run folder (ours, or a DeepLabCut model folder's ``train/``), ``best``, ``last``,
+            ``all`` or DeepLabCut's snapshot index (:func:`~lightning_dlc.models.snapshot_files.find_snapshots`).
         plotting: write labeled images of every train and test image.
         out_dir: where the files go (module docstring); default ``<run>/evaluation``.
         overwrite: replace the files of a snapshot evaluated before; without it such a
@@ -350,8 +273,8 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
 
     Returns the rows written to ``results.csv`` by this call (one per snapshot and split).
     """
-    if which not in SNAPSHOT_CHOICES:
-        raise ValueError(f"snapshots must be one of {SNAPSHOT_CHOICES}, got {which!r}")
+    if which not in SNAPSHOT_CHOICES and not isinstance(which, int):
+        raise ValueError(f"snapshots must be one of {SNAPSHOT_CHOICES} or an index, got {which!r}")
     paths = _snapshot_paths(snapshots, which)
     if out_dir is None:
         parents = {p.resolve().parent for p in paths}
@@ -399,14 +322,6 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
         print(f"Evaluation ({out_dir}, pcutoff {targets[0][1].pcutoff}):")
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}", na_rep="nan"))
     return results
-
-
-def detector_beside(pose_snapshot: Path) -> Path | None:
-    """The best (else last) ``snapshot-detector-*.ckpt`` in a top-down pose snapshot's run folder, or None."""
-    try:
-        return find_snapshots(pose_snapshot.parent, "best", prefix=DETECTOR)[0]
-    except ProjectError:  # none there
-        return None
 
 
 def run_detector(pose_snapshot: Path, device):

@@ -59,14 +59,14 @@ import torch
 import torch.nn.functional as F
 
 from lightning_dlc.data.dataset import resize_points, to_original_pixels
-from lightning_dlc.evaluation import report as _report  # module, not names: report imports inference
 from lightning_dlc.inference.features import (APPEARANCE_CHANNELS, APPEARANCE_PATCH, FeaturesWriter,
-                                              capture_features, feature_channels, feature_layer,
-                                              features_at_predictions)
+                                              capture_features, crop_features_reader, feature_channels,
+                                              feature_layer, features_at_predictions)
 from lightning_dlc.inference.predict import detect_boxes, load_detector, load_model, predict_batch, resolve_device
 from lightning_dlc.inference.video import open_video, parse_crop, probe_video
 from lightning_dlc.models.detectors import Detector
-from lightning_dlc.models.snapshot_files import load_snapshot, snapshot_epoch
+from lightning_dlc.models.snapshot_files import (detector_beside, find_snapshots, load_snapshot, net_name,
+                                                 scorer_name, snapshot_epoch)
 from lightning_dlc.models.pose_model import PoseModel
 from lightning_dlc.project import analysis_files as files
 from lightning_dlc.project.config import ProjectConfig
@@ -118,10 +118,11 @@ def _project_config(where, source) -> ProjectConfig | None:
         return None
 
 
-def describe_snapshot(path: Path, snapshot: Mapping, project=None) -> ModelInfo:
+def describe_snapshot(path: Path, snapshot: Mapping, project=None, detector: Path | None = None) -> ModelInfo:
     """Scorer (DeepLabCut's name), iteration and training fraction of a snapshot's run.
 
-    The task and date come from the project the run trained on (``project`` when it moved since).
+    The task and date come from the project the run trained on (``project`` when it moved since); a
+    top-down model's ``detector`` snapshot is named in the scorer as DeepLabCut does.
     """
     run_config = dict(snapshot.get("run_config") or {})
     data = run_config.get("data") or {}
@@ -144,7 +145,7 @@ def describe_snapshot(path: Path, snapshot: Mapping, project=None) -> ModelInfo:
         if source != "coco":
             log.warning("%s: the project it trained on (%s) is not there; scorer names use %r as the task "
                         "(pass project= to name it as DeepLabCut does)", path, where, task)
-    scorer = _report.scorer_name(_report.net_name(run_config, path.parent), task, shuffle, path, epoch)
+    scorer = scorer_name(net_name(run_config, path.parent), task, shuffle, path, epoch, detector)
     return ModelInfo(scorer=scorer, snapshot=path, run_config=run_config, iteration=iteration,
                      train_fraction=fraction)
 
@@ -261,14 +262,14 @@ class Predictor:
         """
         path = Path(snapshot)
         if path.is_dir():
-            path = _report.find_snapshots(path, "best")[0]
+            path = find_snapshots(path, "best")[0]
         if not path.is_file():
             raise ProjectError(path, "no such snapshot file")
         contents = load_snapshot(path)
         model = load_model(contents, resolve_device(device))
-        info = describe_snapshot(path, contents, project)
-        data = info.run_config.get("data") or {}
         detector_path = _detector_snapshot(path, detector) if model.top_down is not None else None
+        info = describe_snapshot(path, contents, project, detector_path)
+        data = info.run_config.get("data") or {}
         return cls(model, device, precision, channels_last, compile, pad_multiple=data.get("pad_multiple") or 32,
                    resize=data.get("resize"), info=replace(info, detector_snapshot=detector_path),
                    micro_batch=micro_batch, box_threshold=box_threshold,
@@ -337,8 +338,6 @@ class Predictor:
         """Predictions; with ``features``, also ``out["features"]`` ``[B, N, K, D]`` float32: the feature
         map and the input's appearance at each keypoint from the same forward pass
         (:mod:`~lightning_dlc.inference.features`)."""
-        if features:
-            feature_layer(self.model)  # a clear error for top-down models, before any work
         x, scale = self._prepare(images)
         n = x.shape[0]
         if self.top_down:
@@ -365,8 +364,17 @@ class Predictor:
              features: bool = False) -> dict[str, np.ndarray]:
         if boxes is not None:  # top-down: the crops are what goes through the network in micro-batches
             crop_h, crop_w = self.model.top_down.crop_size
-            parts = [predict_batch(self._net, x, scale, self.channels_last, self.autocast_dtype, boxes=boxes,
-                                   micro_batch=self._micro(boxes.shape[0] * boxes.shape[1], crop_h, crop_w))]
+            micro = self._micro(boxes.shape[0] * boxes.shape[1], crop_h, crop_w)
+            if not features:
+                parts = [predict_batch(self._net, x, scale, self.channels_last, self.autocast_dtype, boxes=boxes,
+                                       micro_batch=micro)]
+            else:  # the crops' maps, read after each chunk (eager model, as below)
+                with capture_features(self.model) as captured:
+                    parts = [predict_batch(self.model, x, scale, self.channels_last, self.autocast_dtype, boxes=boxes,
+                                           micro_batch=micro, crop_features=crop_features_reader(self.model, captured))]
+                if "features" not in parts[0]:  # no box in these frames
+                    shape = (*parts[0]["bodypart"].shape[:3], feature_channels(self.model))
+                    parts[0]["features"] = parts[0]["bodypart"].new_full(shape, float("nan"))
         else:
             step = self._micro(x.shape[0], x.shape[-2], x.shape[-1])
             parts = [self._predict_part(x[i: i + step], scale, features) for i in range(0, x.shape[0], step)]
@@ -401,7 +409,7 @@ def _detector_snapshot(pose_snapshot: Path, detector) -> Path | None:
         if not path.is_file():
             raise ProjectError(path, "no such detector snapshot file")
         return path
-    path = _report.detector_beside(pose_snapshot)
+    path = detector_beside(pose_snapshot)
     if path is None:
         log.warning("%s: a top-down model with no snapshot-detector-*.ckpt beside it: give boxes, or "
                     "detector=<a detector snapshot>", pose_snapshot)
@@ -409,15 +417,16 @@ def _detector_snapshot(pose_snapshot: Path, detector) -> Path | None:
 
 
 def snapshot_from_args(run=None, snapshot="best") -> Path:
-    """The snapshot a script names: ``snapshot`` as a file, else run folder ``run``'s ``best`` or ``last``."""
-    if snapshot not in (None, "best", "last"):
+    """The snapshot a script names: ``snapshot`` as a file, else run folder ``run``'s ``best``, ``last`` or
+    DeepLabCut's snapshot index (``-1``); ``run`` may be a DeepLabCut model folder's ``train/``."""
+    if snapshot not in (None, "best", "last") and not str(snapshot).lstrip("-").isdigit():
         path = Path(snapshot)
         if not path.is_file():
             raise ProjectError(path, "no such snapshot file (or snapshot=best / last with run=<run folder>)")
         return path
     if run is None:
         raise ValueError("name the model: run=outputs/YYYY-MM-DD/HH-MM-SS (a run folder) or snapshot=<file>")
-    return _report.find_snapshots(run, snapshot or "best")[0]
+    return find_snapshots(run, "best" if snapshot is None else snapshot)[0]
 
 
 def _predictor(model, device=None, precision="32", channels_last=True, compile=False, project=None,

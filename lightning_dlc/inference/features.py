@@ -12,6 +12,11 @@ Each keypoint's vector is two parts, both caught by hooks while the model predic
   The patch statistics are maps at stride 1 (a patch per input pixel; pixels of the patch outside the
   input are left out), read like the feature map.
 
+Top-down models (ours: DeepLabCut reads features of bottom-up models only): the network input is each animal's
+crop, so features and appearance are read from the crop's maps at the keypoints predicted in crop pixels
+(:func:`crop_features_reader`, called by :meth:`~lightning_dlc.models.top_down.TopDown.predict_all` after each
+chunk of crops); the stored vectors have the same layout.
+
 Sampling: keypoints are mapped from the frame's pixels to the network input's (``resize_points``:
 resize only; padding is at the bottom and right, so it moves nothing), then read **bilinearly**
 between the four nearest cell centres. A cell ``i`` at stride ``s`` covers input pixels
@@ -32,7 +37,7 @@ File ``<video><scorer>_features.h5`` (PyTables, beside the other outputs):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +48,8 @@ from lightning_dlc.data.dataset import resize_points
 from lightning_dlc.project.errors import ProjectError
 
 __all__ = ["APPEARANCE_CHANNELS", "APPEARANCE_PATCH", "FeaturesFile", "FeaturesWriter", "appearance_maps",
-           "capture_features", "feature_channels", "feature_layer", "features_path", "sample_at_keypoints",
-           "features_at_predictions"]
+           "capture_features", "crop_features_reader", "feature_channels", "feature_layer", "features_path",
+           "sample_at_keypoints", "features_at_predictions"]
 
 SAMPLING = "bilinear"
 APPEARANCE_PATCH = 15    # network-input pixels; on the demo (128 px) 15 separated the fish best of 3-31
@@ -58,10 +63,8 @@ def features_path(prefix: str | Path) -> Path:
 
 
 def feature_layer(model) -> tuple[torch.nn.Module, str, int, int]:
-    """(module, its name, channels, stride) of the map features are read from: the neck's, else the backbone's."""
-    if model.top_down is not None:
-        raise ValueError("keypoint features are read from whole-frame feature maps; a top-down model sees one "
-                         "crop per animal (use a bottom-up model for re-identification)")
+    """(module, its name, channels, stride) of the map features are read from: the neck's, else the backbone's
+    (a top-down model's: of its crops)."""
     if model.neck is not None:
         return model.neck, "neck", int(model.neck.out_channels), int(model.neck.stride)
     return model.backbone, "backbone", int(model.backbone.out_channels), int(model.backbone.stride)
@@ -121,6 +124,17 @@ def features_at_predictions(feature_map: torch.Tensor, images: torch.Tensor, key
     xy = resize_points(keypoints[..., :2].float().to(feature_map.device), scale.to(feature_map.device))
     return torch.cat([sample_at_keypoints(feature_map, xy, stride),
                       sample_at_keypoints(appearance_maps(images), xy, 1)], -1)
+
+
+def crop_features_reader(model, captured: dict[str, list[torch.Tensor]]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """For a top-down ``model`` run within :func:`capture_features` (``captured``): the function that turns the
+    last chunk of crops' predictions ``[m, K, 3]`` (crop pixels) into their features ``[m, K, D + 6]``."""
+    stride = feature_layer(model)[3]
+
+    def read(points: torch.Tensor) -> torch.Tensor:
+        return features_at_predictions(captured["maps"][-1], captured["images"][-1], points[:, None], 1.0,
+                                       stride)[:, 0]
+    return read
 
 
 class FeaturesWriter:

@@ -2,7 +2,8 @@
 
 Evaluation uses it on labeled images; video analysis will feed it frames. The model is
 rebuilt from what every snapshot carries (``run_config["model"]`` and ``project_meta``),
-so no Hydra config files or project are needed, and snapshots are read with
+so no Hydra config files or project are needed (a DeepLabCut ``.pt`` gets them from the
+``pytorch_config.yaml`` beside it: :mod:`lightning_dlc.models.dlc_model_folder`), and snapshots are read with
 ``torch.load(weights_only=True)`` (tensors and plain containers only: no code runs).
 
 Images are normalized by :func:`lightning_dlc.models.preprocess.normalize_images`, the
@@ -19,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_dlc.data.dataset import collate_pose, to_original_pixels
+from lightning_dlc.models.backbones.base import check_state_fits
 from lightning_dlc.models.detectors import Detector
 from lightning_dlc.models.snapshot_files import load_snapshot
 from lightning_dlc.models.pose_model import PoseModel, model_from_config
@@ -65,7 +67,9 @@ def _no_downloads(node):
 def load_model(snapshot: str | Path | Mapping, device: str | torch.device | None = "cpu") -> PoseModel:
     """The :class:`PoseModel` of a snapshot (a path, or what :func:`load_snapshot` returned), in eval mode.
 
-    Raises ValueError naming what is missing for a file that is not one of our snapshots.
+    Ours (``.ckpt``) or DeepLabCut's (``.pt`` beside its ``pytorch_config.yaml``). Raises ValueError
+    naming what is missing for a file that is not a snapshot, RuntimeError naming the keys whose
+    shapes do not fit the model its config describes.
     """
     where = str(snapshot) if not isinstance(snapshot, Mapping) else "snapshot"
     if not isinstance(snapshot, Mapping):
@@ -76,21 +80,24 @@ def load_model(snapshot: str | Path | Mapping, device: str | torch.device | None
                          "snapshots written by scripts/train.py or api.train_network carry them")
     from omegaconf import OmegaConf
 
-    cfg_model = OmegaConf.create(_no_downloads(snapshot["run_config"]["model"]))
+    # the snapshot's weights replace any a fine-tuned run started from
+    cfg_model = OmegaConf.create({**_no_downloads(snapshot["run_config"]["model"]), "weights": None})
     model = model_from_config(cfg_model, snapshot_meta(snapshot))
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in snapshot["state_dict"].items() if k.startswith(prefix)}
+    check_state_fits(model.state_dict(), state, where, f"the {snapshot['run_config'].get('net_type') or 'model'} "
+                                                      "its config describes")
     model.load_state_dict(state)
     return model.to(resolve_device(device)).eval()
 
 
 def load_detector(snapshot: str | Path, device: str | torch.device | None = "cpu") -> Detector:
-    """The detector of a top-down run's ``snapshot-detector-NNN.ckpt``, in eval mode."""
+    """The detector of a top-down run's ``snapshot-detector-NNN.ckpt`` (or DeepLabCut's ``.pt``), in eval mode."""
     header = load_snapshot(snapshot)
     detector_cfg = ((header.get("run_config") or {}).get("detector") or {}).get("model")
     if "state_dict" not in header or not detector_cfg:
         raise ValueError(f"{snapshot}: not a lightning_dlc detector snapshot (no run_config.detector.model); "
-                         "detector snapshots are the snapshot-detector-NNN.ckpt files of a top-down run")
+                         "detector snapshots are the snapshot-detector-NNN.ckpt (.pt) files of a top-down run")
     from hydra.utils import instantiate
 
     # built empty, then the snapshot's weights (build_detector's loader matches BatchNorm layouts)
@@ -117,7 +124,8 @@ def detect_boxes(detector: Detector, images: torch.Tensor, max_boxes: int, min_s
 @torch.no_grad()
 def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | float = 1.0,
                   channels_last: bool = False, autocast_dtype: torch.dtype | None = None,
-                  boxes: torch.Tensor | None = None, micro_batch: int | None = None) -> dict[str, torch.Tensor]:
+                  boxes: torch.Tensor | None = None, micro_batch: int | None = None,
+                  crop_features=None) -> dict[str, torch.Tensor]:
     """One batch of uint8 ``[B, 3, H, W]`` images -> predictions in the original images' pixels.
 
     ``scale`` is the factor the images were resized by (per image or one number; 1 = as read).
@@ -125,7 +133,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
     that precision; its outputs are decoded (peaks, assembly) in float32.
     A top-down model (``model.top_down``) reads one crop per box of ``boxes [B, N, 4]`` (xyxy in
     the pixels of ``images``, NaN rows = no animal; from a detector or the user), ``micro_batch``
-    crops at a time; row n of the output is box n.
+    crops at a time; row n of the output is box n, or with an identity head identity n; ``crop_features``:
+    see :meth:`~lightning_dlc.models.top_down.TopDown.predict_all` (``features`` then in the output).
     Returns ``bodypart`` ``[B, N, K, 3]`` (x, y, score), ``unique_bodypart`` ``[B, U, 3]`` (U = 0
     without unique bodyparts; NaN where the model has no head for them) and, with an identity head, ``identity`` ``[B, N, n_identities]``;
     float32 tensors on the model's device. Missing keypoints are NaN.
@@ -136,8 +145,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
     if top_down is not None:
         if boxes is None:
             raise ValueError("a top-down model needs boxes: a detector's (Predictor with detector=) or the user's")
-        predicted = {"bodypart": top_down.predict(model, images, boxes, model.meta.max_individuals, channels_last,
-                                                  autocast_dtype, micro_batch)}
+        predicted = top_down.predict_all(model, images, boxes, model.meta.max_individuals, channels_last,
+                                         autocast_dtype, micro_batch, crop_features=crop_features)
     else:
         predicted = model.predict(run_network(model, normalize_images(images, channels_last), autocast_dtype))
     scale = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1)
@@ -156,6 +165,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
         out["unique_bodypart"] = out["bodypart"].new_full((b, len(model.meta.unique_bodyparts), 3), float("nan"))
     if "identity" in predicted:
         out["identity"] = predicted["identity"].float()
+    if "features" in predicted:
+        out["features"] = predicted["features"]
     return out
 
 

@@ -76,13 +76,15 @@ class PoseModule(L.LightningModule):
                 return None  # no animal in this batch: nothing to learn, the step is skipped
             images, keypoints = crops.images.float() / 255, crops.keypoints
             unique = keypoints.new_zeros((len(images), 0, 3))
+            identities = crops.individual  # identity: true: the crop's individual is the animal it shows
         else:
             images = batch["image"].float() / 255
             keypoints, unique = batch["keypoints"], batch["unique_keypoints"]
+            identities = None
         if self.augment is not None:
             images, keypoints, unique = self.augment(images, keypoints, unique)
         outputs = self.model(self.prepare(images))
-        losses = self.model.loss(outputs, keypoints, unique)
+        losses = self.model.loss(outputs, keypoints, unique, identities)
         total = losses["total"]
         if not torch.isfinite(total):
             raise FloatingPointError(

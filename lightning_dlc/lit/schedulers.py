@@ -33,16 +33,39 @@ class LRListScheduler(LRScheduler):
         return [group["lr"] for group in self.optimizer.param_groups]
 
 
+class ChainedScheduler(torch.optim.lr_scheduler.ChainedScheduler):
+    """torch's ChainedScheduler (its schedulers' factors applied together), which a SequentialLR can
+    switch to: entering its stage, SequentialLR restarts it at epoch 0 (``_update_lr(0)``; older
+    torch: ``step(0)``), which torch's own cannot do (NotImplementedError). Here each chained
+    scheduler restarts in turn. DeepLabCut's ``type: ChainedScheduler`` is read as this class.
+    """
+
+    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
+        if epoch is None:
+            super().step()
+        else:
+            self._update_lr(epoch)
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        if epoch is None:
+            super().step()
+            return
+        for scheduler in self._schedulers:
+            scheduler._update_lr(epoch) if hasattr(scheduler, "_update_lr") else scheduler.step(epoch)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
 def build_scheduler(factory: Callable[..., LRScheduler] | None, optimizer: torch.optim.Optimizer):
     """Call a scheduler factory (a Hydra partial) with the optimizer; nested ones first.
 
     ``SequentialLR`` / ``ChainedScheduler`` take built schedulers (``schedulers: [...]``), so
-    partials listed there are bound to the same optimizer before the outer one is made:
-    warm-up + cosine is plain config.
+    partials listed there are bound to the same optimizer before the outer one is made, at any
+    depth (a ChainedScheduler inside a SequentialLR): warm-up + cosine is plain config. The
+    optimizer is passed by name, as DeepLabCut does: ``ChainedScheduler`` takes it second.
     """
     if factory is None:
         return None
     if isinstance(factory, partial) and "schedulers" in factory.keywords:
         inner = [build_scheduler(s, optimizer) for s in factory.keywords["schedulers"]]
-        return partial(factory, schedulers=inner)(optimizer)
-    return factory(optimizer)
+        return partial(factory, schedulers=inner)(optimizer=optimizer)
+    return factory(optimizer=optimizer)

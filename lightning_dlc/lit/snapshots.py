@@ -1,4 +1,6 @@
-"""Snapshots as DeepLabCut users know them: ``snapshot-050.ckpt`` and ``snapshot-best-120.ckpt``."""
+"""Snapshots as DeepLabCut users know them: ``snapshot-050.ckpt`` and ``snapshot-best-120.ckpt``, and beside
+each DeepLabCut's own ``snapshot-050.pt`` / ``snapshot-best-120.pt`` (weights and metadata), which
+DeepLabCut 3.0.2, DeepLabCut-Live and Anipose read."""
 from __future__ import annotations
 
 import logging
@@ -6,9 +8,12 @@ import math
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
+from lightning_dlc.models.dlc_model_folder import to_dlc_snapshot
 from lightning_dlc.models.snapshot_files import POSE, load_snapshot, snapshot_epoch, snapshot_patterns
+from lightning_dlc.project.io import atomic_path
 
 __all__ = ["Snapshots", "epochs_completed", "load_snapshot", "snapshot_epoch"]
 log = logging.getLogger(__name__)
@@ -34,11 +39,16 @@ class Snapshots(L.Callback):
     ``key_metric`` names a logged metric (``test.mAP``, ``test.rmse``); ``key_metric_asc``:
     True when higher is better. ``prefix``: ``snapshot``, or ``snapshot-detector`` for a top-down
     run's detector (``snapshot-detector-020.ckpt``, as DeepLabCut names them).
+
+    ``dlc_snapshots``: also write DeepLabCut's ``<name>.pt`` beside each ``<name>.ckpt`` (its format,
+    ``{"model": state_dict, "metadata": {"epoch", "metrics", "losses"}}``, weights only as DeepLabCut's
+    default ``save_optimizer_state: false``), kept and removed with it. A ResNet-50's is ~95 MB; set
+    false to save the disk and write them later with ``scripts/export.py``.
     """
 
     def __init__(self, dirpath: str | Path, save_epochs: int = 25, max_snapshots: int = 5,
                  key_metric: str | None = "test.mAP", key_metric_asc: bool = True,
-                 save_optimizer_state: bool = True, prefix: str = POSE):
+                 save_optimizer_state: bool = True, prefix: str = POSE, dlc_snapshots: bool = True):
         if save_epochs < 1 or max_snapshots < 1:
             raise ValueError(f"snapshots: save_epochs and max_snapshots must be >= 1, got {save_epochs}, "
                              f"{max_snapshots}")
@@ -47,6 +57,7 @@ class Snapshots(L.Callback):
         self.key_metric, self.key_metric_asc = key_metric, key_metric_asc
         self.weights_only = not save_optimizer_state
         self.prefix = prefix
+        self.dlc_snapshots = dlc_snapshots
         self._regular_name, self._best_name = snapshot_patterns(prefix)
         self.best: float | None = None
 
@@ -59,7 +70,22 @@ class Snapshots(L.Callback):
     def _save(self, trainer: L.Trainer, name: str) -> Path:
         path = self.dirpath / name
         trainer.save_checkpoint(path, weights_only=self.weights_only)  # Lightning writes on rank 0 only
+        if self.dlc_snapshots and trainer.is_global_zero:
+            # DeepLabCut's metadata: metrics of the last validation, under its metrics/ names
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                       if k.startswith("test.") and v.numel() == 1}
+            prefix = "detector." if self.prefix != POSE else "model."
+            contents = to_dlc_snapshot(trainer.lightning_module.state_dict(), prefix, epochs_completed(trainer),
+                                       metrics)
+            with atomic_path(path.with_suffix(".pt"), overwrite=True) as tmp:
+                torch.save(contents, tmp)
         return path
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        """A snapshot and DeepLabCut's copy of it."""
+        path.unlink(missing_ok=True)
+        path.with_suffix(".pt").unlink(missing_ok=True)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.key_metric is None:
@@ -82,7 +108,7 @@ class Snapshots(L.Callback):
         path = self._save(trainer, f"{self.prefix}-best-{epoch:03d}.ckpt")
         for stale in old:
             if stale != path:
-                stale.unlink(missing_ok=True)
+                self._remove(stale)
         log.info("new best %s = %.4f at epoch %d: %s", self.key_metric, value, epoch, path.name)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -95,5 +121,5 @@ class Snapshots(L.Callback):
             kept = sorted(self.dirpath.glob(f"{self.prefix}-*.ckpt"), key=snapshot_epoch)
             kept = [p for p in kept if self._regular_name.search(p.name)]
             for stale in kept[:-self.max_snapshots]:
-                stale.unlink(missing_ok=True)
+                self._remove(stale)
 

@@ -88,7 +88,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, stage: str = "pose") -> L.T
         train = cfg.detector.train
         snapshots = Snapshots(output_dir, save_epochs=train.save_epochs, max_snapshots=train.max_snapshots,
                               key_metric=train.key_metric, key_metric_asc=True,
-                              save_optimizer_state=cfg.snapshots.save_optimizer_state, prefix=DETECTOR)
+                              save_optimizer_state=cfg.snapshots.save_optimizer_state, prefix=DETECTOR,
+                              dlc_snapshots=cfg.snapshots.get("dlc_snapshots", True))
         eval_interval = train.eval_interval
         overrides["max_epochs"] = train.epochs
         if eval_interval:

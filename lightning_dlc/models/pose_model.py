@@ -9,7 +9,7 @@ from inspect import signature
 import torch
 from torch import nn
 
-from lightning_dlc.models.heads.identity import assign_identities
+from lightning_dlc.models.heads.identity import CropIdentityHead, assign_identities
 from lightning_dlc.models.top_down import TopDown
 from lightning_dlc.project.records import ProjectMeta
 
@@ -32,7 +32,8 @@ def model_from_config(cfg, meta: ProjectMeta) -> PoseModel:
 
 
 def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
-                     neck: Callable[..., nn.Module] | None = None, top_down: Mapping | None = None) -> PoseModel:
+                     neck: Callable[..., nn.Module] | None = None, top_down: Mapping | None = None,
+                     weights: str | None = None) -> PoseModel:
     """The model a named config describes, fitted to a project (the target of ``conf/model/*.yaml``).
 
     ``heads`` holds ``single`` (roles for a one-animal project: a heatmap head in DeepLabCut)
@@ -43,17 +44,31 @@ def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
 
     ``top_down`` (the arguments of :class:`~lightning_dlc.models.top_down.TopDown`: crop size,
     margin, box jitter) makes a top-down model: the ``single`` heads read one animal per crop, for
-    any project; unique bodyparts and identity are not learned from crops.
+    any project; unique bodyparts are not learned from crops; with ``identity: true`` a
+    :class:`~lightning_dlc.models.heads.identity.CropIdentityHead` (ours) learns which individual a crop shows.
+
+    ``weights`` (``model.weights=``, fine-tuning): a snapshot, ours or DeepLabCut's, to start from
+    (:func:`~lightning_dlc.models.snapshot_files.init_from_snapshot`).
     """
+    model = _build(backbone, heads, meta, neck, top_down)
+    if weights:
+        from lightning_dlc.models.snapshot_files import init_from_snapshot
+
+        init_from_snapshot(model, weights)
+    return model
+
+
+def _build(backbone, heads, meta, neck, top_down) -> PoseModel:
     unknown = set(heads) - {"single", "multi", *ROLES}
     if unknown:
         raise ValueError(f"unknown keys in model.heads: {sorted(unknown)}; "
                          f"expected single, multi and optional {sorted(set(ROLES) - {'bodypart'})}")
     if top_down is not None:
-        if meta.unique_bodyparts or meta.identity:
-            log.warning("top-down model: unique bodyparts %s and identity are not learned from animal crops "
-                        "(their predictions are NaN); a bottom-up model learns them", list(meta.unique_bodyparts))
-        return PoseModel(backbone, {"bodypart": heads["single"]["bodypart"]}, meta, neck, TopDown(**top_down))
+        if meta.unique_bodyparts:
+            log.warning("top-down model: unique bodyparts %s are not learned from animal crops (their predictions "
+                        "are NaN); a bottom-up model learns them", list(meta.unique_bodyparts))
+        crop_heads = {"bodypart": heads["single"]["bodypart"], "identity": partial(CropIdentityHead)}
+        return PoseModel(backbone, crop_heads, meta, neck, TopDown(**top_down))
     chosen = dict(heads["multi" if meta.multianimal else "single"])
     chosen.update({role: factory for role, factory in heads.items() if role in ROLES and factory is not None})
     for role, factory in chosen.items():
@@ -110,10 +125,11 @@ class PoseModel(nn.Module):
             features = self.neck(features)
         return {role: head(features) for role, head in self.heads.items()}
 
-    def loss(self, outputs, keypoints: torch.Tensor, unique_keypoints: torch.Tensor | None = None
-             ) -> dict[str, torch.Tensor]:
-        """Per-head losses with targets made on the batch's device; ``total`` sums them."""
-        labels = {"bodypart": keypoints, "identity": keypoints,
+    def loss(self, outputs, keypoints: torch.Tensor, unique_keypoints: torch.Tensor | None = None,
+             identities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-head losses with targets made on the batch's device; ``total`` sums them. ``identities``
+        (top-down crops): the individual each crop shows, what a crop's identity head learns."""
+        labels = {"bodypart": keypoints, "identity": keypoints if self.top_down is None else identities,
                   "unique_bodypart": None if unique_keypoints is None else unique_keypoints.unsqueeze(1)}
         losses: dict[str, torch.Tensor] = {}
         for role, head in self.heads.items():
@@ -133,8 +149,10 @@ class PoseModel(nn.Module):
         animals = 1 if self.top_down is not None else self.meta.max_individuals
         predictions = {role: head.predict(outputs[role], 1 if role == "unique_bodypart" else animals)
                        for role, head in self.heads.items() if role != "identity"}
-        if "identity" in self.heads:
+        if "identity" in self.heads and self.top_down is not None:  # per crop: TopDown matches a frame's crops
+            predictions["identity"] = self.heads["identity"].predict(outputs["identity"])
+        elif "identity" in self.heads:
             probs = self.heads["identity"].predict(outputs["identity"], predictions["bodypart"])
             predictions["bodypart"] = assign_identities(predictions["bodypart"], probs)
-            predictions["identity"] = probs
+            predictions["identity"] = assign_identities(probs, probs)  # row n: the scores of row n's animal
         return predictions

@@ -12,12 +12,13 @@ crops after; we crop raw images in both, so padding is black in training as in i
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from lightning_dlc.data.crops import DEFAULT_MARGIN, crop_images, crop_transforms, from_crop, label_boxes, to_crop
+from lightning_dlc.models.heads.identity import assign_identities
 from lightning_dlc.models.preprocess import normalize_images, run_network
 
 
@@ -127,21 +128,57 @@ class TopDown:
                 micro_batch: int | None = None, net=None) -> torch.Tensor:
         """Keypoints ``[B, n_individuals, K, 3]`` (image pixels, score) of the animals in ``boxes [B, <=N, 4]``.
 
-        Row n is box n; rows without a (finite) box are NaN. ``net`` (default ``model``; e.g. its
-        ``torch.compile`` wrapper) maps normalized crops to head outputs and ``model.predict``
-        decodes them (one animal per crop); crops go through in chunks of ``micro_batch``.
+        Row n is box n, or with an identity head identity n (:meth:`predict_all`); rows without a (finite)
+        box are NaN. ``net`` (default ``model``; e.g. its ``torch.compile`` wrapper) maps normalized crops to
+        head outputs and ``model.predict`` decodes them (one animal per crop); crops go through in chunks of
+        ``micro_batch``.
+        """
+        return self.predict_all(model, images, boxes, n_individuals, channels_last, autocast_dtype, micro_batch,
+                                net)["bodypart"]
+
+    @torch.no_grad()
+    def predict_all(self, model, images: torch.Tensor, boxes: torch.Tensor, n_individuals: int,
+                    channels_last: bool = False, autocast_dtype: torch.dtype | None = None,
+                    micro_batch: int | None = None, net=None,
+                    crop_features: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`predict`'s keypoints as ``bodypart``, with what else the crops give, each ``[B, n_individuals, ...]``:
+
+        - ``identity`` (a model with a :class:`~lightning_dlc.models.heads.identity.CropIdentityHead`, ours):
+          each crop's identity probabilities; a frame's crops are then matched to identities (Hungarian, as
+          the bottom-up identity head's animals are) and every output's rows reordered: row n is identity n;
+        - ``features`` (with ``crop_features``): ``crop_features(points)`` is called right after the network
+          ran on a chunk of crops, with that chunk's predictions ``[m, K, 3]`` in crop pixels, and returns
+          ``[m, K, D]`` (re-identification reads the crops' feature maps there).
         """
         boxes = torch.as_tensor(boxes, dtype=torch.float32, device=images.device)[:, :n_individuals]
         crops = self.crops(images, boxes)
-        k = len(model.meta.bodyparts)
-        shape = (images.shape[0], n_individuals, k, 3)
+        b, k = images.shape[0], len(model.meta.bodyparts)
         if not len(crops.image_index):
-            return images.new_full(shape, float("nan"), dtype=torch.float32)
+            out = {"bodypart": images.new_full((b, n_individuals, k, 3), float("nan"), dtype=torch.float32)}
+            if "identity" in model.heads:
+                out["identity"] = images.new_full((b, n_individuals, model.heads["identity"].n_identities),
+                                                  float("nan"), dtype=torch.float32)
+            return out
         step = micro_batch or len(crops.images)
-        parts = []
+        parts: dict[str, list[torch.Tensor]] = {}
         for i in range(0, len(crops.images), step):
             outputs = run_network(net or model, normalize_images(crops.images[i: i + step], channels_last),
                                   autocast_dtype)
-            parts.append(model.predict(outputs)["bodypart"][:, 0])
-        return self.scatter(crops, torch.cat(parts), shape)
-
+            predicted = model.predict(outputs)
+            found = {"bodypart": predicted["bodypart"][:, 0]}
+            if "identity" in predicted:
+                found["identity"] = predicted["identity"][:, 0].float()
+            if crop_features is not None:
+                found["features"] = crop_features(found["bodypart"]).float()
+            for key, value in found.items():
+                parts.setdefault(key, []).append(value)
+        values = {key: torch.cat(v) for key, v in parts.items()}
+        out = {"bodypart": self.scatter(crops, values.pop("bodypart"), (b, n_individuals, k, 3))}
+        for key, value in values.items():
+            placed = value.new_full((b, n_individuals, *value.shape[1:]), float("nan"))
+            placed[crops.image_index, crops.individual] = value
+            out[key] = placed
+        if "identity" in out:  # row n: the crop matched to identity n
+            scores = out["identity"]
+            out = {key: assign_identities(value, scores) for key, value in out.items()}
+        return out

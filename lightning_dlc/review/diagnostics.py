@@ -31,10 +31,10 @@ import numpy as np
 from fiftyone import ViewField as F
 
 # The evaluation's own loading, so the images and splits are the ones it scores.
-from lightning_dlc.evaluation.report import (SPLITS, RunData, find_snapshots, ground_truth, load_run_data,
-                                             net_name, run_detector, scorer_name, snapshot_header)
+from lightning_dlc.evaluation.report import SPLITS, RunData, ground_truth, load_run_data, run_detector
 from lightning_dlc.evaluation.metrics import match_individuals
 from lightning_dlc.inference.predict import load_model, predict_dataset, snapshot_meta
+from lightning_dlc.models.snapshot_files import detector_beside, find_snapshots, net_name, scorer_name, snapshot_header
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.records import UNIQUE_INDIVIDUAL, PoseRecord, ProjectMeta
 from lightning_dlc.review.fiftyone_labels import keypoints_label, project_skeletons, skeleton
@@ -126,11 +126,13 @@ class RunPredictions:
         return self
 
 
-def open_run(run: str | Path, snapshot: str = "best", *, name: str | None = None, project=None,
+def open_run(run: str | Path, snapshot: str | int = "best", *, name: str | None = None, project=None,
              num_workers: int | None = None) -> RunPredictions:
-    """A run folder (its ``best``/``last`` snapshot) or a snapshot file, with the data it trained on; no prediction yet."""
-    if snapshot not in ("best", "last"):
-        raise ValueError(f"snapshot must be best or last (or give a snapshot file as the run), got {snapshot!r}")
+    """A run folder (ours or a DeepLabCut model folder's ``train/``: its ``best``/``last`` snapshot or DeepLabCut's
+    snapshot index) or a snapshot file, with the data it trained on; no prediction yet."""
+    if snapshot not in ("best", "last") and not str(snapshot).lstrip("-").isdigit():
+        raise ValueError(f"snapshot must be best, last or an index (or give a snapshot file as the run), "
+                         f"got {snapshot!r}")
     run = Path(run)
     path = run if run.is_file() else find_snapshots(run, snapshot)[0]
     header = snapshot_header(path)
@@ -142,7 +144,9 @@ def open_run(run: str | Path, snapshot: str = "best", *, name: str | None = None
         raise ProjectError(path, f"was trained on bodyparts/individuals {snapshot_meta(header)}, but the data "
                                  f"now has {data.meta}")
     net = net_name(header["run_config"], path.parent)
-    scorer = scorer_name(net, data.task, data.shuffle, path, header["epoch"])
+    top_down = (header["run_config"].get("model") or {}).get("top_down") is not None
+    scorer = scorer_name(net, data.task, data.shuffle, path, header["epoch"],
+                         detector=detector_beside(path) if top_down else None)
     shuffle = f"_shuffle{data.shuffle}" if data.shuffle is not None else ""
     return RunPredictions(field_name(name or f"{net}{shuffle}_{path.stem}"), path, scorer, header, data)
 

@@ -22,6 +22,9 @@ from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.locks import OutputLocked, lock_path, output_lock
 from lightning_dlc.project.records import ProjectMeta
 from lightning_dlc.tracking import files
+from lightning_dlc.tracking.crowding import warn_too_many_animals
+from lightning_dlc.tracking.encounters import separate_animals
+from lightning_dlc.tracking.identity import identity_count, identity_tracklets
 from lightning_dlc.tracking.stitch import ExtraCost, stitch_tracklets
 from lightning_dlc.tracking.tracklets import link_detections
 
@@ -58,16 +61,21 @@ def analysis_info(prefix: Path, meta: ProjectMeta | None = None) -> AnalysisInfo
 def convert_to_tracklets(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | None = None,
                          overwrite: bool = False, pcutoff: float = 0.1, max_age: int = 3,
                          min_similarity: float | None = None, box_slack: float = 0.0,
-                         ignore_bodyparts=(), wait_for_lock: bool = False) -> Path:
-    """``<prefix>_assemblies.pickle`` -> ``<prefix>_<el|bx|sk>.pickle``; returns its path."""
+                         ignore_bodyparts=(), wait_for_lock: bool = False, identity_only: bool = False,
+                         fix_encounters: bool = True) -> Path:
+    """``<prefix>_assemblies.pickle`` -> ``<prefix>_<el|bx|sk>.pickle``; returns its path. ``identity_only``
+    (DeepLabCut's): animals go to tracklets by the identity head alone, tracklet i = individual i
+    (:func:`~lightning_dlc.tracking.identity.identity_tracklets`); needs an analysis with identities.
+    ``fix_encounters`` (ours): first merge phantom animals and cut animals made of two
+    (:mod:`~lightning_dlc.tracking.encounters`), logging the frames."""
     prefix = Path(prefix)
     with output_lock(lock_path(prefix), wait=wait_for_lock):
         return _convert_to_tracklets(prefix, method, meta, overwrite, pcutoff, max_age, min_similarity, box_slack,
-                                     ignore_bodyparts)
+                                     ignore_bodyparts, identity_only, fix_encounters)
 
 
 def _convert_to_tracklets(prefix: Path, method, meta, overwrite, pcutoff, max_age, min_similarity, box_slack,
-                          ignore_bodyparts) -> Path:
+                          ignore_bodyparts, identity_only=False, fix_encounters=True) -> Path:
     out = files.tracklet_path(prefix.parent, prefix.name, method)
     if out.exists() and not overwrite:
         log.info("%s: tracklets already made (overwrite=True remakes them)", out)
@@ -78,8 +86,21 @@ def _convert_to_tracklets(prefix: Path, method, meta, overwrite, pcutoff, max_ag
     if unknown:
         raise ValueError(f"ignore_bodyparts {unknown} are not multi-animal bodyparts {list(info.meta.bodyparts)}")
     keep = [k for k, bp in enumerate(info.meta.bodyparts) if bp not in set(ignore_bodyparts)]
-    tracklets = link_detections(detections, method, n_frames=info.n_frames, pcutoff=pcutoff, max_age=max_age,
-                                min_similarity=min_similarity, box_slack=box_slack, bodyparts=keep)
+    if fix_encounters:
+        detections, changed = separate_animals(detections, pcutoff)
+        for what, frames in changed.items():
+            if frames:
+                log.warning("%s: %d frames with %s animals, fixed before tracking (first: %s)", prefix, len(frames),
+                            what, frames[:10])
+    if identity_only:
+        tracklets = identity_tracklets(detections, len(info.meta.individuals), n_frames=info.n_frames,
+                                       pcutoff=pcutoff)
+        if identity_count(tracklets) < 2:
+            raise ProjectError(Path(f"{prefix}_assemblies.pickle"), "identity_only needs the identities of a model "
+                               "trained with identity: true; this analysis has none (or one individual)")
+    else:
+        tracklets = link_detections(detections, method, n_frames=info.n_frames, pcutoff=pcutoff, max_age=max_age,
+                                    min_similarity=min_similarity, box_slack=box_slack, bodyparts=keep)
     n_frames = info.n_frames if info.n_frames is not None else max(detections, default=-1) + 1
     names = [*info.meta.bodyparts, *info.meta.unique_bodyparts]
     return files.write_tracklets(out, tracklets, info.scorer, names, n_frames, single, overwrite=overwrite)
@@ -89,17 +110,19 @@ def stitch_tracklet_file(prefix: str | Path, method: str = "ellipse", n_tracks: 
                          meta: ProjectMeta | None = None, min_length: int = 5, split_tracklets: bool = True,
                          max_gap: int | None = None, fill_gaps: int = 0, save_as_csv: bool = False,
                          overwrite: bool = False, suffix: str = "", extra_cost: ExtraCost | None = None,
-                         wait_for_lock: bool = False) -> Path:
+                         wait_for_lock: bool = False, use_identity: bool | None = None) -> Path:
     """``<prefix>_<el|bx|sk>.pickle`` -> ``<prefix>_<el|bx|sk><suffix>.h5`` with ``n_tracks`` tracks (default: the
-    individuals); returns its path. ``extra_cost``: added to the link costs (re-identification: suffix ``_tr``)."""
+    individuals); returns its path. ``extra_cost``: added to the link costs (re-identification: suffix ``_tr``).
+    ``use_identity`` (None: when the tracklets carry identities): stitch with the identity head's votes and
+    name track i after individual i (:mod:`~lightning_dlc.tracking.stitch`)."""
     prefix = Path(prefix)
     with output_lock(lock_path(prefix), wait=wait_for_lock):
         return _stitch_tracklet_file(prefix, method, n_tracks, meta, min_length, split_tracklets, max_gap, fill_gaps,
-                                     save_as_csv, overwrite, suffix, extra_cost)
+                                     save_as_csv, overwrite, suffix, extra_cost, use_identity)
 
 
 def _stitch_tracklet_file(prefix: Path, method, n_tracks, meta, min_length, split_tracklets, max_gap, fill_gaps,
-                          save_as_csv, overwrite, suffix, extra_cost) -> Path:
+                          save_as_csv, overwrite, suffix, extra_cost, use_identity=None) -> Path:
     out = files.tracks_path(prefix.parent, prefix.name, method)
     out = out.with_name(f"{out.stem}{suffix}{out.suffix}")
     if out.exists() and not overwrite:
@@ -108,8 +131,10 @@ def _stitch_tracklet_file(prefix: Path, method, n_tracks, meta, min_length, spli
     stored = files.read_tracklets(files.tracklet_path(prefix.parent, prefix.name, method))
     info = analysis_info(prefix, meta)
     n_tracks = n_tracks or len(info.meta.individuals)
+    warn_too_many_animals(stored.tracklets, n_tracks, prefix, n_frames=info.n_frames)  # warns, never stops
     tracks = stitch_tracklets(stored.tracklets, n_tracks, n_frames=info.n_frames, min_length=min_length,
-                              split=split_tracklets, max_gap=max_gap, fill=fill_gaps, extra_cost=extra_cost)
+                              split=split_tracklets, max_gap=max_gap, fill=fill_gaps, extra_cost=extra_cost,
+                              use_identity=use_identity)
     n_frames = len(tracks)
     if tracks.shape[2] == 0:  # no tracklet at all: every bodypart missing
         tracks = np.full((n_frames, n_tracks, len(info.meta.bodyparts), 3), np.nan)
@@ -125,18 +150,19 @@ def _stitch_tracklet_file(prefix: Path, method, n_tracks, meta, min_length, spli
 
 def track_analysis(prefix: str | Path, method: str = "ellipse", meta: ProjectMeta | None = None,
                    overwrite: bool = False, n_tracks: int | None = None, fill_gaps: int = 0,
-                   wait_for_lock: bool = False) -> Path | None:
+                   wait_for_lock: bool = False, identity_only: bool = False) -> Path | None:
     """Tracklets then tracks for one analyzed video (``analyze_videos(auto_track=True)``); returns the tracks'
     path, or None for a single-animal analysis (nothing to track). Holds the output lock for both steps."""
     with output_lock(lock_path(prefix), wait=wait_for_lock):
         if not analysis_info(Path(prefix), meta).meta.multianimal:
             return None
-        convert_to_tracklets(prefix, method, meta, overwrite=overwrite)
+        convert_to_tracklets(prefix, method, meta, overwrite=overwrite, identity_only=identity_only)
         return stitch_tracklet_file(prefix, method, n_tracks, meta, fill_gaps=fill_gaps, overwrite=overwrite)
 
 
 def track_analyzed_videos(summaries, method: str = "ellipse", meta: ProjectMeta | None = None,
-                          overwrite: bool = False, wait_for_lock: bool = False) -> list[Path]:
+                          overwrite: bool = False, wait_for_lock: bool = False,
+                          identity_only: bool = False) -> list[Path]:
     """:func:`track_analysis` for each video analysis summary (``VideoSummary``) that has results; a video
     whose outputs another process holds is logged (naming it) and left out."""
     done = []
@@ -145,7 +171,7 @@ def track_analyzed_videos(summaries, method: str = "ellipse", meta: ProjectMeta 
             continue
         try:
             done.append(track_analysis(Path(s.h5).with_suffix(""), method, meta, overwrite=overwrite,
-                                       wait_for_lock=wait_for_lock))
+                                       wait_for_lock=wait_for_lock, identity_only=identity_only))
         except OutputLocked as e:
             log.warning("%s: not tracked: %s", s.video, e)
     return [path for path in done if path is not None]

@@ -16,6 +16,12 @@ velocity and the next one's start carried back with its own, in body sizes (the 
 the animals), plus a small cost per frame of gap, plus ``extra_cost`` when given (the hook re-identification
 uses: ``extra_cost(earlier, i, later, j)`` -> costs ``[P]`` in body sizes of tracklet ``earlier[i]`` followed by
 ``later[j]``, for index arrays ``i``, ``j``).
+
+Known animals: tracklets that carry identities (the identity head's, :mod:`~lightning_dlc.tracking.identity`)
+are first cut where their identity changes for good, the identity head's verdict is added to every link's cost
+(:class:`~lightning_dlc.tracking.identity.IdentityCost`), and the tracks come out named by identity: track i is
+the animal the head calls individual i over the whole video (DeepLabCut 3.0.2 multiplies link costs by 0.01
+for equal tracklet identities and sorts tracks by identity; ours also cuts and moves tracklets).
 """
 from __future__ import annotations
 
@@ -24,10 +30,12 @@ from collections.abc import Callable, Sequence
 import networkx as nx
 import numpy as np
 
+from lightning_dlc.tracking.identity import (DEFAULT_WEIGHT, IdentityCost, identity_count, name_tracks_by_identity,
+                                             split_at_identity_changes)
 from lightning_dlc.tracking.trackers import boxes_from_keypoints
 from lightning_dlc.tracking.tracklets import Tracklet
 
-__all__ = ["fill_gaps", "split_tracklets", "stitch_tracklets"]
+__all__ = ["fill_gaps", "split_tracklets", "stitch_tracklets", "summed_costs"]
 
 _VELOCITY_FRAMES = 5       # frames at each end a tracklet's velocity is measured over
 _GAP_COST = 0.02           # body sizes per frame of gap: of two equally good links, the shorter wins
@@ -74,6 +82,14 @@ def _velocity(t: Tracklet, head: bool) -> np.ndarray:
 
 
 ExtraCost = Callable[[Sequence[Tracklet], np.ndarray, Sequence[Tracklet], np.ndarray], np.ndarray]
+
+
+def summed_costs(*costs: ExtraCost | None) -> ExtraCost | None:
+    """One ``extra_cost`` hook adding up several (None: none given)."""
+    given = [c for c in costs if c is not None]
+    if len(given) < 2:
+        return given[0] if given else None
+    return lambda earlier, i, later, j: sum(c(earlier, i, later, j) for c in given)
 
 
 def _link_costs(a: _Ends, i: np.ndarray, b: _Ends, j: np.ndarray, scale: float,
@@ -203,7 +219,8 @@ def fill_gaps(tracks: np.ndarray, max_gap: int) -> np.ndarray:
 
 def stitch_tracklets(tracklets: Sequence[Tracklet], n_tracks: int, n_frames: int | None = None,
                      min_length: int = 5, split: bool = True, max_gap: int | None = None,
-                     fill: int = 0, add_residuals: bool = True, extra_cost: ExtraCost | None = None) -> np.ndarray:
+                     fill: int = 0, add_residuals: bool = True, extra_cost: ExtraCost | None = None,
+                     use_identity: bool | None = None, identity_weight: float = DEFAULT_WEIGHT) -> np.ndarray:
     """Tracklets -> tracks ``[n_frames, n_tracks, K, C]`` (NaN where a track has no animal).
 
     Args:
@@ -217,11 +234,20 @@ def stitch_tracklets(tracklets: Sequence[Tracklet], n_tracks: int, n_frames: int
         fill: interpolate gaps of up to this many frames (0: none).
         add_residuals: put short and unused tracklets where they fit.
         extra_cost: added to every link's cost (see the module doc; re-identification's embedding distance).
-    Tracks are ordered by when they first appear.
+        use_identity: use the tracklets' identities (module doc); None: when they carry any (2 or more).
+        identity_weight: body sizes the identity head's verdict adds to or takes off a link.
+    Tracks are ordered by when they first appear, or, with identities, track i is identity i.
     """
     if n_tracks < 1:
         raise ValueError(f"n_tracks must be at least 1, got {n_tracks}")
     tracklets = split_tracklets(tracklets, at_gaps=split)
+    n_identities = identity_count(tracklets) if use_identity is not False else 0
+    if use_identity and n_identities < 2:
+        raise ValueError("use_identity=True, but the tracklets carry fewer than 2 identities (analyze with a model "
+                         "trained with identity: true)")
+    if n_identities >= 2:
+        tracklets = split_at_identity_changes(tracklets, n_identities)
+        extra_cost = summed_costs(extra_cost, IdentityCost(n_identities, identity_weight))
     if n_frames is None:
         n_frames = max((t.end + 1 for t in tracklets), default=0)
     tracklets = [t for t in tracklets if t.end < n_frames]
@@ -244,6 +270,8 @@ def stitch_tracklets(tracklets: Sequence[Tracklet], n_tracks: int, n_frames: int
     if add_residuals:
         residuals = [t for t in tracklets if len(t) < min_length] + [t for k, t in enumerate(long) if k not in used]
         _add_residuals(residuals, paths, occupied, scale, max_gap, extra_cost)
+    if n_identities >= 2:
+        paths = name_tracks_by_identity(paths, n_identities)
     for k, path in enumerate(paths):
         for t in path:
             tracks[t.frames, k] = t.data

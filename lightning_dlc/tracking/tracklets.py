@@ -15,7 +15,7 @@ import numpy as np
 
 from lightning_dlc.tracking.trackers import SortTracker
 
-__all__ = ["Tracklet", "clean_detections", "link_detections"]
+__all__ = ["Tracklet", "clean_detections", "frames_of", "link_detections"]
 
 
 @dataclass
@@ -52,6 +52,19 @@ class Tracklet:
         total = np.nansum(xy, axis=1)
         return np.where(count[:, None] > 0, total / np.maximum(count, 1)[:, None], np.nan)
 
+    def frame_votes(self, n_identities: int) -> np.ndarray:
+        """``[n, n_identities]``: each frame's share of likelihood per identity its keypoints carry (rows sum to
+        1; 0 where a frame has no identity: no identity column, -1, or an identity beyond ``n_identities``)."""
+        votes = np.zeros((len(self), n_identities))
+        if self.data.shape[-1] < 4 or n_identities < 1:
+            return votes
+        ids, scores = self.data[..., 3], np.nan_to_num(self.data[..., 2], nan=0.0).clip(0)
+        known = np.isfinite(ids) & (ids >= 0) & (ids < n_identities) & np.isfinite(self.data[..., 0])
+        rows = np.broadcast_to(np.arange(len(self))[:, None], ids.shape)
+        np.add.at(votes, (rows[known], ids[known].astype(np.int64)), scores[known] + 1e-9)
+        total = votes.sum(1, keepdims=True)
+        return np.divide(votes, total, out=np.zeros_like(votes), where=total > 0)
+
     def identity(self) -> int:
         """The identity most keypoints vote for (likelihood-weighted), -1 without an identity column."""
         if self.data.shape[-1] < 4:
@@ -74,7 +87,8 @@ def clean_detections(animals: np.ndarray, pcutoff: float = 0.0) -> np.ndarray:
     return animals[np.isfinite(animals[..., :2]).all(-1).any(-1)]
 
 
-def _frames(detections, n_frames: int | None) -> Iterable[tuple[int, np.ndarray | None]]:
+def frames_of(detections, n_frames: int | None) -> Iterable[tuple[int, np.ndarray | None]]:
+    """(frame, its animals or None) for every frame of ``detections`` (see :func:`link_detections`)."""
     if isinstance(detections, Mapping):
         frames = [k for k in detections if isinstance(k, (int, np.integer))]
         total = n_frames if n_frames is not None else (max(frames) + 1 if frames else 0)
@@ -101,7 +115,7 @@ def link_detections(detections: Mapping[int, np.ndarray] | Sequence[np.ndarray] 
     """
     tracker = SortTracker(method, max_age=max_age, min_similarity=min_similarity, box_slack=box_slack)
     ids, frames, rows = [], [], []
-    for frame, animals in _frames(detections, n_frames):
+    for frame, animals in frames_of(detections, n_frames):
         animals = clean_detections(animals if animals is not None else np.zeros((0, 0, 3)), pcutoff)
         xy = animals[..., :2] if bodyparts is None else animals[:, list(bodyparts), :2]
         found = tracker.step(xy)

@@ -16,7 +16,8 @@ from omegaconf import OmegaConf
 from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.evaluation.metrics import compute_metrics
-from lightning_dlc.evaluation.report import COMBINED_CSV, RESULTS_CSV, evaluate_snapshots, find_snapshots
+from lightning_dlc.evaluation.report import COMBINED_CSV, RESULTS_CSV, evaluate_snapshots
+from lightning_dlc.models.snapshot_files import find_snapshots
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project import ProjectConfig, ProjectError, load_shuffle
 from lightning_dlc.review.draw import bodypart_colors

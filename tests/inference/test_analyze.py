@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.data.demo_scene import render_scene, write_video
-from lightning_dlc.evaluation.report import find_snapshots
+from lightning_dlc.models.snapshot_files import find_snapshots
 from lightning_dlc.inference import analyze as analyze_mod
 from lightning_dlc.inference import video as video_mod
 from lightning_dlc.inference.analyze import Predictor, analyze_images, analyze_video, analyze_videos, find_videos

@@ -91,9 +91,10 @@ def test_appearance_is_the_patch_mean_and_spread_around_the_pixel():
     np.testing.assert_allclose(got[:, 8, 10], [0.5, -1.0, 2.0, 0, 0, 0], atol=1e-3)
 
 
-def test_top_down_models_are_refused_with_the_reason():
-    with pytest.raises(ValueError, match="top-down"):
-        feature_layer(SimpleNamespace(top_down=object()))
+def test_top_down_models_read_their_crops_maps():
+    """A top-down model's features come from its crops' backbone (tests/inference/test_top_down_identity.py)."""
+    backbone = SimpleNamespace(out_channels=16, stride=8)
+    assert feature_layer(SimpleNamespace(top_down=object(), neck=None, backbone=backbone))[1:] == ("backbone", 16, 8)
 
 
 def _reference_features(model, video: Path, keypoints: np.ndarray, resize: float | None) -> np.ndarray:

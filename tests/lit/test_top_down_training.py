@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lightning_dlc.evaluation.report import evaluate_snapshots, find_snapshots
+from lightning_dlc.evaluation.report import evaluate_snapshots
+from lightning_dlc.models.snapshot_files import find_snapshots
 from lightning_dlc.inference.analyze import Predictor, analyze_video
 from lightning_dlc.lit.snapshots import load_snapshot
 from lightning_dlc.lit.train import train

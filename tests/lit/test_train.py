@@ -36,6 +36,13 @@ def test_one_epoch_writes_snapshots_logs_and_metrics(tiny_demo, tmp_path, capsys
     assert "Trained 1 epochs" in printed and "test.rmse" in printed and "test.mAP" in printed
     assert (out / "snapshot-001.ckpt").is_file()
     assert len(list(out.glob("snapshot-best-*.ckpt"))) == 1
+    # DeepLabCut's snapshot beside ours: its container, our model's weights under DeepLabCut's (= our) keys
+    dlc = torch.load(out / "snapshot-001.pt", weights_only=True)
+    ours = load_snapshot(out / "snapshot-001.ckpt")["state_dict"]
+    assert dlc["metadata"]["epoch"] == 1 and "metrics/test.rmse" in dlc["metadata"]["metrics"]
+    assert dlc["model"].keys() == {k[len("model."):] for k in ours if k.startswith("model.")}
+    assert all(torch.equal(v, ours[f"model.{k}"]) for k, v in dlc["model"].items())
+    assert len(list(out.glob("snapshot-best-*.pt"))) == 1
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert events, "TensorBoard event file"
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

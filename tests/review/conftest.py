@@ -33,7 +33,7 @@ def review_project(tmp_path_factory) -> SimpleNamespace:
     (snapshots at 2 and 4: two runs to compare) and its video analyzed with the last one (~20 s)."""
     from lightning_dlc import api
     from lightning_dlc.data.demo import make_demo_project
-    from lightning_dlc.evaluation.report import find_snapshots
+    from lightning_dlc.models.snapshot_files import find_snapshots
 
     root = tmp_path_factory.mktemp("review")
     config = make_demo_project(root / "fishtank", n_frames=N_FRAMES, n_labeled=20, size=SIZE, unique_bodyparts=True)

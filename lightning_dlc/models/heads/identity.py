@@ -1,4 +1,5 @@
-"""DeepLabCut's identity head (``head_identity.yaml`` + ``IdentityPredictor``) for projects with ``identity: true``.
+"""DeepLabCut's identity head (``head_identity.yaml`` + ``IdentityPredictor``) for projects with ``identity: true``,
+and ours for top-down models (:class:`CropIdentityHead`: one class per crop).
 
 In such projects each individual name is one known animal, so individual index n of the
 keypoints tensor ``[B, N, K, 3]`` *is* identity n. DeepLabCut's head is a ``HeatmapHead``
@@ -67,14 +68,15 @@ def assign_identities(poses: torch.Tensor, scores: torch.Tensor) -> torch.Tensor
     Per image, the Hungarian method maximises the summed scores of :func:`identity_scores`.
 
     Args:
-        poses: ``[B, N, K, C]`` assembled predictions; scores: ``[B, N, n_identities]``.
+        poses: ``[B, N, K, C]`` assembled predictions (or any ``[B, N, ...]`` per-animal values: the scores
+            themselves, which DeepLabCut reorders with the poses); scores: ``[B, N, n_identities]``.
 
     Returns:
         ``[B, n_identities, K, C]`` in the poses' dtype and device; NaN rows for identities
         no animal gets.
     """
-    B, N, K, C = poses.shape
-    out = poses.new_full((B, scores.shape[-1], K, C), float("nan"))
+    B = poses.shape[0]
+    out = poses.new_full((B, scores.shape[-1], *poses.shape[2:]), float("nan"))
     gains = torch.nan_to_num(scores.detach().double()).cpu().numpy()
     for b in range(B):
         rows, cols = linear_sum_assignment(gains[b], maximize=True)
@@ -125,3 +127,44 @@ class IdentityHead(nn.Module):
     def predict(self, outputs: dict[str, torch.Tensor], keypoints: torch.Tensor) -> torch.Tensor:
         """``[B, N, n_identities]`` identity scores of assembled animals (``keypoints [B, N, K, 3]``)."""
         return identity_scores(self.identity_maps(outputs), keypoints)
+
+
+class CropIdentityHead(nn.Module):
+    """Ours (DeepLabCut 3.0.2 learns no identity in top-down models): which individual a crop shows.
+
+    The crop's features, averaged over the map, go through one linear layer to ``n_identities`` logits,
+    trained with cross-entropy on the individual each training crop was cut around (in an ``identity: true``
+    project individual n is one known animal, identity n). Predicts ``[M, 1, n_identities]`` softmax
+    probabilities per crop; a frame's crops are then matched to identities as the bottom-up head's animals are
+    (:func:`assign_identities`).
+
+    Args:
+        in_channels, in_stride: the features' channels and stride (the stride is unused: one value per crop).
+        n_identities: the project's individuals.
+        weight: factor on the loss.
+    """
+
+    def __init__(self, in_channels: int, in_stride: int, n_identities: int, weight: float = 1.0):
+        super().__init__()
+        if n_identities < 1:
+            raise ValueError(f"n_identities must be >= 1, got {n_identities}")
+        self.n_identities, self.weight = n_identities, float(weight)
+        self.classifier = nn.Linear(in_channels, n_identities)
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.classifier(features.float().mean((2, 3)))}
+
+    def targets(self, individuals: torch.Tensor, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``individuals [M]``: the index of the individual each crop was cut around."""
+        if individuals is None:
+            raise ValueError("a top-down identity head learns from the individual of each crop: pass identities=")
+        return {"label": torch.as_tensor(individuals, device=outputs["logits"].device).long()}
+
+    def loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        loss = F.cross_entropy(outputs["logits"].float(), targets["label"])
+        return {"cross_entropy": loss, "total": aggregate({"cross_entropy": loss}, {"cross_entropy": self.weight})}
+
+    @torch.no_grad()
+    def predict(self, outputs: dict[str, torch.Tensor], keypoints: torch.Tensor | None = None) -> torch.Tensor:
+        """``[M, 1, n_identities]`` probabilities of each crop's animal (``keypoints`` unused)."""
+        return outputs["logits"].float().softmax(-1)[:, None]

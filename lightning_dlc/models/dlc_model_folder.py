@@ -1,0 +1,150 @@
+"""DeepLabCut's model folders: its ``snapshot-NNN.pt`` files <-> the contents of our snapshots.
+
+A DeepLabCut 3 shuffle keeps its model in ``dlc-models-pytorch/iteration-<i>/<Task><date>-trainset<pct>
+shuffle<n>/train/``: ``pytorch_config.yaml`` (``net_type``, ``method``, ``metadata``, ``detector``) and
+snapshots ``{"model": state_dict, "metadata": {"epoch", "metrics", "losses"}, ["optimizer", "scheduler"]}``
+(deeplabcut/pose_estimation_pytorch/runners/snapshots.py). Our state dict keys equal DeepLabCut's (the
+identity key map, docs/architecture.md), so a snapshot moves between the engines by renaming the
+container's keys only: ours keep the model's weights under ``state_dict`` with a ``model.`` prefix
+(``detector.`` for a detector) beside ``run_config`` and ``project_meta``.
+
+Reading a ``.pt`` here rebuilds that run config from the folder: our ``conf/model/<net_type>.yaml``
+(DeepLabCut's architecture for that net_type), ``conf/detector/<variant>.yaml`` for a top-down model,
+and the shuffle's data, found by walking up from the folder to the project's ``config.yaml``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from lightning_dlc.project.config import ProjectConfig
+from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.project.pytorch_config import PYTORCH_CONFIG, read_pytorch_config
+from lightning_dlc.project.records import ProjectMeta
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_SHUFFLE_FOLDER = re.compile(r"^(?P<task>.+)-trainset(?P<percent>\d+)shuffle(?P<shuffle>\d+)$")
+
+__all__ = ["PYTORCH_CONFIG", "compose_run_config", "from_dlc_snapshot", "is_dlc_snapshot", "pytorch_config_beside",
+           "to_dlc_snapshot"]
+
+
+def is_dlc_snapshot(path: str | Path) -> bool:
+    """A DeepLabCut snapshot file (``.pt``) rather than one of our Lightning ``.ckpt`` files."""
+    return Path(path).suffix == ".pt"
+
+
+def to_dlc_snapshot(state_dict: Mapping[str, torch.Tensor], prefix: str, epoch: int,
+                    metrics: Mapping[str, float] | None = None) -> dict:
+    """DeepLabCut's snapshot contents from a Lightning ``state_dict``: the keys under ``prefix``
+    (``model.`` or ``detector.``) without it, and DeepLabCut's metadata (metric names as its
+    ``metrics/test.rmse``, plain floats so DeepLabCut's ``weights_only`` load accepts them)."""
+    model = {k[len(prefix):]: v.detach().cpu().clone() for k, v in state_dict.items() if k.startswith(prefix)}
+    if not model:
+        raise ValueError(f"no weights under {prefix!r} in the checkpoint's state_dict")
+    metrics = {(k if k.startswith("metrics/") else f"metrics/{k}"): float(v) for k, v in (metrics or {}).items()}
+    return {"model": model, "metadata": {"epoch": int(epoch), "metrics": metrics, "losses": {}}}
+
+
+def pytorch_config_beside(snapshot: str | Path) -> Path:
+    """The ``pytorch_config.yaml`` of the folder holding a ``.pt`` snapshot (an error if there is none)."""
+    path = Path(snapshot).parent / PYTORCH_CONFIG
+    if not path.is_file():
+        raise ProjectError(Path(snapshot), f"no {PYTORCH_CONFIG} beside this DeepLabCut snapshot: the model "
+                                           "cannot be rebuilt (copy the whole train/ folder)")
+    return path
+
+
+def _project_of(train_dir: Path, pytorch_cfg: Mapping) -> tuple[Path | None, int | None, int]:
+    """config.yaml, shuffle and trainset index of a model folder (``<project>/dlc-models-pytorch/iteration-<i>/
+    <shuffle folder>/train``): the folder itself first (a moved project), then ``metadata.project_path``."""
+    match = _SHUFFLE_FOLDER.match(train_dir.parent.name)
+    candidates = [train_dir.parents[3] / "config.yaml"] if len(train_dir.parents) > 3 else []
+    project_path = (pytorch_cfg.get("metadata") or {}).get("project_path")
+    if project_path:
+        candidates.append(Path(project_path) / "config.yaml")
+    config = next((c for c in candidates if c.is_file()), None)
+    if match is None or config is None:
+        return config, int(match["shuffle"]) if match else None, 0
+    fractions = ProjectConfig.read(config).training_fractions
+    percents = [int(round(100 * f)) for f in fractions]
+    percent = int(match["percent"])
+    if percent not in percents:
+        raise ProjectError(config, f"TrainingFraction {fractions} has no {percent}% for model folder "
+                                   f"{train_dir.parent}")
+    return config, int(match["shuffle"]), percents.index(percent)
+
+
+def _check_meta(meta: ProjectMeta, pytorch_cfg: Mapping, where: Path) -> None:
+    recorded = pytorch_cfg["metadata"]
+    for key, ours in (("bodyparts", meta.bodyparts), ("unique_bodyparts", meta.unique_bodyparts)):
+        theirs = tuple(recorded.get(key) or ())
+        if theirs != tuple(ours):
+            raise ProjectError(where, f"metadata.{key} {list(theirs)} differs from the project's {list(ours)}")
+
+
+def compose_run_config(overrides: list[str]) -> dict:
+    """Our ``conf/train.yaml`` composed with Hydra ``overrides``, resolved to plain containers."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: compose beside it
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def from_dlc_snapshot(path: str | Path, contents: Mapping | None = None) -> dict:
+    """Our snapshot's contents (``state_dict``, ``run_config``, ``project_meta``, ``epoch``) for a DeepLabCut
+    ``snapshot-NNN.pt`` (pose) or ``snapshot-detector-NNN.pt``, from the ``pytorch_config.yaml`` beside it."""
+    path = Path(path)
+    if contents is None:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(contents, Mapping) or not isinstance(contents.get("model"), Mapping):
+        raise ProjectError(path, "not a DeepLabCut snapshot: no 'model' state dict (DeepLabCut's snapshots hold "
+                                 "{'model': ..., 'metadata': ...})")
+    bad = [k for k, v in contents["model"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ProjectError(path, f"not a DeepLabCut snapshot: model[{bad[0]!r}] is not a tensor")
+    config_path = pytorch_config_beside(path)
+    pytorch_cfg = read_pytorch_config(config_path)
+    if not isinstance(pytorch_cfg.get("metadata"), dict):
+        raise ProjectError(config_path, "has no 'metadata' (bodyparts, individuals): not DeepLabCut 3's")
+    net_type = str(pytorch_cfg["net_type"])
+    model_name = net_type  # our conf/model name: DeepLabCut's top-down models are a backbone + method "td"
+    if pytorch_cfg.get("method") == "td" and (CONF_DIR / "model" / f"top_down_{net_type}.yaml").is_file():
+        model_name = f"top_down_{net_type}"
+    if not (CONF_DIR / "model" / f"{model_name}.yaml").is_file():
+        known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+        raise ProjectError(config_path, f"net_type {net_type!r} is not one we build (known: {known})")
+    config, shuffle, trainset_index = _project_of(path.parent, pytorch_cfg)
+    if config is None:
+        raise ProjectError(config_path, "the project's config.yaml is neither above this model folder nor at "
+                                        "metadata.project_path")
+    meta = ProjectConfig.read(config).meta()
+    _check_meta(meta, pytorch_cfg, config_path)
+    overrides = ["experiment=dlc", f"data.project={config}", f"data.trainset_index={trainset_index}",
+                 f"model={model_name}", f"output_dir={path.parent}"]
+    if shuffle is not None:
+        overrides.append(f"data.shuffle={shuffle}")
+    variant = ((pytorch_cfg.get("detector") or {}).get("model") or {}).get("variant")
+    if pytorch_cfg.get("method") == "td" and variant:
+        if not (CONF_DIR / "detector" / f"{variant}.yaml").is_file():
+            raise ProjectError(config_path, f"detector.model.variant {variant!r} is not a detector we build")
+        overrides.append(f"detector={variant}")
+    run_config = compose_run_config(overrides)
+    run_config["net_type"] = net_type  # DeepLabCut's name for scorer names
+    detector = "snapshot-detector" in path.name
+    prefix = "detector." if detector else "model."
+    state = {prefix + k: v for k, v in contents["model"].items()}
+    metadata = contents.get("metadata") or {}
+    return {"state_dict": state, "run_config": run_config,
+            "project_meta": {"bodyparts": list(meta.bodyparts), "individuals": list(meta.individuals),
+                             "unique_bodyparts": list(meta.unique_bodyparts),
+                             "skeleton": [list(e) for e in meta.skeleton], "identity": meta.identity},
+            "epoch": int(metadata.get("epoch", 0)) - 1, "dlc_metadata": dict(metadata)}
