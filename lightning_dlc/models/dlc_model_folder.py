@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from lightning_dlc.project.config import ProjectConfig
+from lightning_dlc.project.dlc_defaults import full_paf_graph
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.pytorch_config import PYTORCH_CONFIG, read_pytorch_config
 from lightning_dlc.project.records import ProjectMeta
@@ -86,6 +87,26 @@ def _check_meta(meta: ProjectMeta, pytorch_cfg: Mapping, where: Path) -> None:
             raise ProjectError(where, f"metadata.{key} {list(theirs)} differs from the project's {list(ours)}")
 
 
+def _apply_paf_predictor(run_config: dict, pytorch_cfg: Mapping, n_bodyparts: int) -> None:
+    """The PAF predictor's settings as the folder's file has them: DeepLabCut's evaluate_network prunes the
+    graph on a model's first evaluation (benchmark_paf_graphs writes the best ``edges_to_keep`` back), and a
+    15+ bodypart graph is pruned at random when the shuffle is made; assembling with other edges groups the
+    same keypoints into other animals."""
+    head = ((pytorch_cfg.get("model") or {}).get("heads") or {}).get("bodypart") or {}
+    predictor = head.get("predictor") or {}
+    if head.get("type") != "DLCRNetHead":
+        return
+    ours = run_config["model"]["heads"]["multi"]["bodypart"]
+    graph = predictor.get("graph")
+    if graph is not None and [[int(a), int(b)] for a, b in graph] != full_paf_graph(n_bodyparts):
+        ours["edges"] = [[int(a), int(b)] for a, b in graph]
+    if predictor.get("edges_to_keep") is not None:
+        ours["edges_to_keep"] = [int(i) for i in predictor["edges_to_keep"]]
+    for key in ("nms_radius", "sigma", "min_affinity"):
+        if predictor.get(key) is not None:
+            ours["predict_kwargs"][key] = predictor[key]
+
+
 def compose_run_config(overrides: list[str]) -> dict:
     """Our ``conf/train.yaml`` composed with Hydra ``overrides``, resolved to plain containers."""
     from hydra import compose, initialize_config_dir
@@ -139,6 +160,8 @@ def from_dlc_snapshot(path: str | Path, contents: Mapping | None = None) -> dict
         overrides.append(f"detector={variant}")
     run_config = compose_run_config(overrides)
     run_config["net_type"] = net_type  # DeepLabCut's name for scorer names
+    if meta.multianimal and pytorch_cfg.get("method") != "td":
+        _apply_paf_predictor(run_config, pytorch_cfg, len(meta.bodyparts))
     detector = "snapshot-detector" in path.name
     prefix = "detector." if detector else "model."
     state = {prefix + k: v for k, v in contents["model"].items()}
