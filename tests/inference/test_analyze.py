@@ -111,7 +111,7 @@ def _assert_same(a, b, path="") -> None:
 def test_both_readers_track_the_fish_and_write_deeplabcuts_table(trained, tmp_path):
     h264 = analyze_video(trained.predictor, trained.video, tmp_path / "opencv", reader="opencv", progress=False)
     vp9 = analyze_video(trained.predictor, trained.vp9, tmp_path / "dali", reader="auto", progress=False)
-    scorer = f"DLC_Regnetx002_fishtankJan1shuffle1_snapshot_{EPOCHS}"  # DeepLabCut's scorer of the shuffle
+    scorer = f"DLC_Resnet18_fishtankJan1shuffle1_snapshot_{EPOCHS}"  # DeepLabCut's scorer: from the run's net_type (model=resnet_18), as DeepLabCut names by net_type
     assert h264.scorer == scorer and Path(h264.h5).name == f"fishtank{scorer}.h5"
     assert (h264.reader, h264.status, h264.frames, h264.invalid_frames) == ("opencv", "analyzed", N_FRAMES, 0)
     if video_mod._dali_available():
@@ -330,7 +330,7 @@ def test_api_finds_the_shuffles_model(trained, tmp_path):
                                    device="cpu", save_as_csv=True, progress=False)
     assert [s.status for s in summaries] == ["analyzed"]
     h5 = Path(summaries[0].h5)
-    assert h5.name == f"fishtankDLC_Regnetx002_fishtankJan1shuffle1_snapshot_{EPOCHS}.h5"
+    assert h5.name == f"fishtankDLC_Resnet18_fishtankJan1shuffle1_snapshot_{EPOCHS}.h5"
     assert h5.with_suffix(".csv").is_file()
     assert api.analyze_videos(trained.config, [trained.video], destfolder=tmp_path, snapshot="last",
                               progress=False)[0].status == "skipped"
