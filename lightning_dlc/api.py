@@ -1,11 +1,33 @@
 """DeepLabCut-style functions (same names and arguments) over lightning_dlc's engine."""
 from __future__ import annotations
 
+from numbers import Integral
 from pathlib import Path
 
 from lightning_dlc.project import shuffles as _shuffles
 from lightning_dlc.project.coco import write_coco
 from lightning_dlc.project.dlc import as_config
+
+
+# --------------------------------------------------------------------------- the api's argument checks
+def _training_fraction(cfg, trainingsetindex, alternatives: str = "") -> float:
+    """config.yaml's TrainingFraction at ``trainingsetindex``; a ValueError naming them when it has none there."""
+    fractions = cfg.training_fractions
+    if not isinstance(trainingsetindex, Integral) or not 0 <= trainingsetindex < len(fractions):
+        raise ValueError(f"trainingsetindex {trainingsetindex!r} out of range: config.yaml has TrainingFraction "
+                         f"{fractions}{alternatives}")
+    return fractions[trainingsetindex]
+
+
+def _train_folder(cfg, shuffle: int, trainingsetindex: int) -> Path:
+    """The shuffle's ``dlc-models-pytorch/.../train`` folder; FileNotFoundError saying how to train it if absent."""
+    fraction = _training_fraction(cfg, trainingsetindex)
+    train_dir = _shuffles.model_folder(cfg, fraction, shuffle) / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"{train_dir}: no trained model for shuffle {shuffle} (TrainingFraction "
+                                f"{fraction}); train it with api.train_network(config, shuffle={shuffle}, "
+                                f"trainingsetindex={trainingsetindex})")
+    return train_dir
 
 
 def create_training_dataset(config, num_shuffles: int = 1, Shuffles=None, trainIndices=None,
@@ -58,11 +80,7 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
 
     translated = train_keyword_overrides(**settings)
     cfg_project = as_config(config)
-    fractions = cfg_project.training_fractions
-    if not 0 <= trainingsetindex < len(fractions):
-        raise ValueError(f"trainingsetindex {trainingsetindex} out of range: config.yaml has TrainingFraction "
-                         f"{fractions}")
-    folder = _shuffles.model_folder(cfg_project, fractions[trainingsetindex], shuffle)
+    folder = _shuffles.model_folder(cfg_project, _training_fraction(cfg_project, trainingsetindex), shuffle)
     out = cfg_project.root / modelprefix / folder.relative_to(cfg_project.root) / "train"
     own = out / PYTORCH_CONFIG
     if pytorch_cfg_updates and not own.is_file():
@@ -97,26 +115,19 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
     from lightning_dlc.evaluation.report import COMBINED_CSV, evaluate_snapshots
 
     cfg = as_config(config)
-    fractions = cfg.training_fractions
     if trainingsetindex == "all":
-        indices = list(range(len(fractions)))
-    elif isinstance(trainingsetindex, int) and 0 <= trainingsetindex < len(fractions):
-        indices = [trainingsetindex]
+        indices = list(range(len(cfg.training_fractions)))
     else:
-        raise ValueError(f"trainingsetindex {trainingsetindex!r} out of range: config.yaml has TrainingFraction "
-                         f"{fractions} (or pass 'all')")
+        _training_fraction(cfg, trainingsetindex, " (or pass 'all')")
+        indices = [trainingsetindex]
     shuffles = Shuffles if Shuffles is not None else shuffles
     shuffles = [shuffles] if isinstance(shuffles, int) else list(shuffles)
     results_root = cfg.root / "evaluation-results-pytorch" / f"iteration-{cfg.iteration}"
     tables = []
     for index in indices:
         for shuffle in shuffles:
-            train_dir = _shuffles.model_folder(cfg, fractions[index], shuffle) / "train"
-            if not train_dir.is_dir():
-                raise FileNotFoundError(f"{train_dir}: no trained model for shuffle {shuffle} (TrainingFraction "
-                                        f"{fractions[index]}); train it with api.train_network(config, "
-                                        f"shuffle={shuffle}, trainingsetindex={index})")
-            out = results_root / _shuffles.shuffle_name(cfg, fractions[index], shuffle)
+            train_dir = _train_folder(cfg, shuffle, index)
+            out = results_root / _shuffles.shuffle_name(cfg, cfg.training_fractions[index], shuffle)
             table = evaluate_snapshots(train_dir, snapshots, plotting=plotting, out_dir=out, overwrite=overwrite,
                                        project=cfg.path, device=device, pcutoff=pcutoff, batch_size=batch_size,
                                        combined_csv=results_root / COMBINED_CSV, dlc_image_names=True)
@@ -139,16 +150,7 @@ def _trained_snapshot(cfg, shuffle: int, trainingsetindex: int, snapshot) -> Pat
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such snapshot file (or pass snapshot='best' / 'last')")
         return path
-    fractions = cfg.training_fractions
-    if not 0 <= trainingsetindex < len(fractions):
-        raise ValueError(f"trainingsetindex {trainingsetindex} out of range: config.yaml has TrainingFraction "
-                         f"{fractions}")
-    train_dir = _shuffles.model_folder(cfg, fractions[trainingsetindex], shuffle) / "train"
-    if not train_dir.is_dir():
-        raise FileNotFoundError(f"{train_dir}: no trained model for shuffle {shuffle} (TrainingFraction "
-                                f"{fractions[trainingsetindex]}); train it with api.train_network(config, "
-                                f"shuffle={shuffle}, trainingsetindex={trainingsetindex})")
-    return find_snapshots(train_dir, snapshot)[0]
+    return find_snapshots(_train_folder(cfg, shuffle, trainingsetindex), snapshot)[0]
 
 
 def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
@@ -178,20 +180,17 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     :class:`~lightning_dlc.inference.analyze.VideoSummary` per video (``.status``, ``.h5``,
     ``.scorer``, ``.fps``, ``.error``).
     """
-    from lightning_dlc.inference.analyze import analyze_videos as _analyze_videos
+    from lightning_dlc.pipelines.analyze import analyze_and_track
 
     cfg = as_config(config)
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
     if cropping is None and cfg.data.get("cropping"):
         cropping = [cfg.data.get(k) for k in ("x1", "x2", "y1", "y2")]
-    summaries = _analyze_videos(path, videos, destfolder, videotype=videotype, device=device, project=cfg.path,
-                                batch_size=batch_size, save_as_csv=save_as_csv, overwrite=overwrite, crop=cropping,
-                                wait_for_lock=wait_for_lock, **options)
-    if auto_track and cfg.multianimal:  # after analysis: inference/ knows nothing of tracking
-        from lightning_dlc.tracking.pipeline import track_analyzed_videos
-
-        track_analyzed_videos(summaries, track_method, cfg.meta(), overwrite=overwrite,
-                              wait_for_lock=wait_for_lock, identity_only=identity_only)
+    summaries, _ = analyze_and_track(path, videos, destfolder, auto_track=auto_track and cfg.multianimal,
+                                     track_method=track_method, meta=cfg.meta(), identity_only=identity_only,
+                                     overwrite=overwrite, wait_for_lock=wait_for_lock, videotype=videotype,
+                                     device=device, project=cfg.path, batch_size=batch_size,
+                                     save_as_csv=save_as_csv, crop=cropping, **options)
     return summaries
 
 
@@ -233,7 +232,7 @@ def diagnostics(config=None, shuffles=(1,), trainingsetindex: int = 0, runs=None
     if runs is None:
         if cfg is None:
             raise ValueError("diagnostics: give config (and shuffles) or runs")
-        fraction = cfg.training_fractions[trainingsetindex]
+        fraction = _training_fraction(cfg, trainingsetindex)
         runs = [_shuffles.model_folder(cfg, fraction, s) / "train" for s in ([shuffles] if isinstance(shuffles, int)
                                                                              else shuffles)]
     dataset = labeled_frames_dataset(runs, snapshot=snapshot, names=names, name=name, overwrite=overwrite,
@@ -279,8 +278,9 @@ def extract_frames_to_relabel(config, dataset, reasons=None):
 def _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype) -> list[tuple]:
     """(video, ``<folder>/<video stem><scorer>``) per video: where its analysis files are, named as
     :func:`analyze_videos` names them (the scorer of the shuffle's snapshot); a folder's labeled videos are
-    left out by :func:`~lightning_dlc.inference.analyze.find_videos`."""
-    from lightning_dlc.inference.analyze import describe_snapshot, find_videos
+    left out by :func:`~lightning_dlc.inference.discovery.find_videos`."""
+    from lightning_dlc.inference.discovery import find_videos
+    from lightning_dlc.inference.scorer import describe_snapshot
     from lightning_dlc.models.snapshot_files import load_snapshot
     from lightning_dlc.project.analysis_files import output_prefix
 
@@ -438,10 +438,10 @@ def transformer_reID(config, videos, n_tracks: int | None = None, shuffle: int =
     with its embedding distance, calibrated on the training triplets, added to the motion costs ->
     ``<video><scorer>_el_tr.h5``. ``options``: ``test_fraction``, ``cost_weight`` (body sizes, default 0.5),
     ``min_keypoints``, ``seed``, ``log_dir`` and stitching's ``min_length``, ``split_tracklets``, ``max_gap``,
-    ``fill_gaps`` (see :func:`lightning_dlc.lit.reid.reid_video`). Returns one
-    :class:`~lightning_dlc.lit.reid.ReIDResult` per video (tracks path, held-out triplet accuracy).
+    ``fill_gaps`` (see :func:`lightning_dlc.pipelines.reid.reid_video`). Returns one
+    :class:`~lightning_dlc.pipelines.reid.ReIDResult` per video (tracks path, held-out triplet accuracy).
     """
-    from lightning_dlc.lit.reid import reid_video
+    from lightning_dlc.pipelines.reid import reid_video
 
     cfg = as_config(config)
     return [reid_video(prefix, track_method, cfg.meta(), n_tracks, train_epochs=train_epochs, n_triplets=n_triplets,

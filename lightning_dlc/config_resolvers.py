@@ -10,3 +10,6 @@ def register() -> None:
     OmegaConf.register_new_resolver("times", lambda a, b: float(f"{float(a) * float(b):.12g}"), replace=True)
     # minus:200,5 -> 195: epochs left after a warm-up
     OmegaConf.register_new_resolver("minus", lambda a, b: int(a) - int(b), replace=True)
+    # max_if:true -> max, false -> min: Lightning's mode for a metric whose direction is key_metric_asc
+    OmegaConf.register_new_resolver("max_if", lambda higher: "max" if str(higher).lower() == "true" else "min",
+                                    replace=True)

@@ -5,7 +5,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_dlc.inference.analyze import analyze_images, snapshot_from_args
+from lightning_dlc.inference.analyze import analyze_images
+from lightning_dlc.inference.scorer import snapshot_from_args
 
 VIDEO_ONLY = ("videos", "videotype", "reader", "compile", "crop", "chunk_frames", "blank_threshold",
               "auto_track", "track_method")

@@ -8,7 +8,8 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_dlc.inference.analyze import analyze_videos, snapshot_from_args
+from lightning_dlc.inference.scorer import snapshot_from_args
+from lightning_dlc.pipelines.analyze import analyze_and_track
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
@@ -20,15 +21,12 @@ def main(cfg: DictConfig) -> None:
         sys.exit("images= is for scripts/analyze_images.py")
     auto_track, track_method = args.pop("auto_track", False), args.pop("track_method", "ellipse")
     identity_only = args.pop("identity_only", False)
-    summaries = analyze_videos(snapshot, videos or [], **args)
+    summaries, tracks = analyze_and_track(snapshot, videos or [], auto_track=auto_track, track_method=track_method,
+                                          identity_only=identity_only, **args)
     if not summaries:
         sys.exit("no videos given: videos=[/path/a.mp4,/path/folder]")
-    if auto_track:  # after analysis, from its files: inference knows nothing of tracking
-        from lightning_dlc.tracking.pipeline import track_analyzed_videos
-
-        for path in track_analyzed_videos(summaries, track_method, overwrite=args["overwrite"],
-                                          wait_for_lock=args["wait_for_lock"], identity_only=identity_only):
-            print(f"tracks: {path}")
+    for path in tracks:
+        print(f"tracks: {path}")
     if any(s.status == "failed" for s in summaries):
         sys.exit(1)
 

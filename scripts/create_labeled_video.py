@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_dlc import api
-from lightning_dlc.tracking.pipeline import project_and_snapshot
+from lightning_dlc.pipelines.run_folder import project_and_snapshot
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="create_labeled_video")

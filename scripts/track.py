@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lightning_dlc import api
-from lightning_dlc.tracking.pipeline import project_and_snapshot
+from lightning_dlc.pipelines.run_folder import project_and_snapshot
 
 CONVERT = ("pcutoff", "max_age", "min_similarity", "box_slack", "ignore_bodyparts", "identity_only")
 STITCH = ("n_tracks", "min_length", "split_tracklets", "max_gap", "fill_gaps", "save_as_csv", "animal_names",

@@ -1,1 +1,1 @@
-"""Records -> tensors: datasets, the datamodule, augmentation, video readers, the demo project."""
+"""Records -> tensors: datasets, the datamodule, augmentation, video readers, drawing on images, the demo project."""

@@ -1,4 +1,4 @@
-"""Box detection metrics: COCO-style mAP and mAR over IoU 0.50:0.05:0.95, in numpy.
+"""Boxes compared: IoU (the box tracker's too) and COCO-style mAP and mAR over IoU 0.50:0.05:0.95, in numpy.
 
 The numbers follow COCO's evaluation (as DeepLabCut reports it for detectors, in percent) for
 one category, area range "all" and at most ``max_detections`` per image: detections are matched

@@ -43,7 +43,8 @@ import torch
 
 from lightning_dlc.data.dataset import read_rgb
 from lightning_dlc.evaluation.metrics import compute_metrics
-from lightning_dlc.inference.predict import load_detector, load_model, predict_dataset, resolve_device, snapshot_meta
+from lightning_dlc.inference.devices import resolve_device
+from lightning_dlc.inference.predict import load_detector, load_model, predict_dataset, snapshot_meta
 from lightning_dlc.models.snapshot_files import (SNAPSHOT_CHOICES, detector_beside, find_snapshots, net_name,
                                                  scorer_name, snapshot_header)
 from lightning_dlc.project.config import ProjectConfig
@@ -51,7 +52,7 @@ from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
 from lightning_dlc.project.predictions import image_index, predictions_table, write_predictions
 from lightning_dlc.project.records import LabeledData, ProjectMeta
-from lightning_dlc.review.draw import draw_keypoints
+from lightning_dlc.data.draw import draw_keypoints
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +353,8 @@ def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: P
             continue
         predicted = predict_dataset(model, data.datasets[split], batch_size=data.batch_size,
                                     num_workers=data.num_workers, pad_multiple=data.pad_multiple,
-                                    channels_last=channels_last, detector=detector)
+                                    channels_last=channels_last, detector=detector,
+                                    box_threshold=0.0)  # as DeepLabCut's evaluate_network: no min_bbox_score
         truth, unique_truth = ground_truth(records, meta)
         kwargs = {}
         if meta.unique_bodyparts:

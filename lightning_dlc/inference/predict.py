@@ -1,6 +1,7 @@
 """Batched prediction with a trained snapshot: model from the snapshot, images in, keypoints in original pixels out.
 
-Evaluation uses it on labeled images; video analysis will feed it frames. The model is
+Evaluation uses it on labeled images; the :class:`~lightning_dlc.inference.predictor.Predictor`
+of video and image analysis calls :func:`predict_batch`. The model is
 rebuilt from what every snapshot carries (``run_config["model"]`` and ``project_meta``),
 so no Hydra config files or project are needed (a DeepLabCut ``.pt`` gets them from the
 ``pytorch_config.yaml`` beside it: :mod:`lightning_dlc.models.dlc_model_folder`), and snapshots are read with
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_dlc.data.dataset import collate_pose, to_original_pixels
+from lightning_dlc.inference.devices import resolve_device
 from lightning_dlc.models.backbones.base import check_state_fits
 from lightning_dlc.models.detectors import Detector
 from lightning_dlc.models.snapshot_files import load_snapshot
@@ -27,15 +29,7 @@ from lightning_dlc.models.pose_model import PoseModel, model_from_config
 from lightning_dlc.models.preprocess import normalize_images, run_network
 from lightning_dlc.project.records import ProjectMeta
 
-__all__ = ["detect_boxes", "load_detector", "load_model", "predict_batch", "predict_dataset", "resolve_device",
-           "snapshot_meta"]
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/None: CUDA when available, else the CPU; anything else as torch reads it."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+__all__ = ["detect_boxes", "load_detector", "load_model", "predict_batch", "predict_dataset", "snapshot_meta"]
 
 
 def snapshot_meta(snapshot: Mapping) -> ProjectMeta:

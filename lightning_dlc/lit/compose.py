@@ -13,31 +13,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from lightning_dlc.config_compose import CONF_DIR, compose_train
 
 
 def _groups() -> set[str]:
     return {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
-
-
-def _compose(overrides: list[str]) -> DictConfig:
-    """conf/train.yaml composed, with Hydra's ``runtime.choices`` kept aside in ``net_type``."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    def run() -> DictConfig:
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        choice = cfg.hydra.runtime.choices.get("model")
-        with open_dict(cfg):
-            del cfg["hydra"]
-            if cfg.get("net_type") is None:
-                cfg.net_type = choice
-        return cfg
-
-    if GlobalHydra.instance().is_initialized():  # inside scripts/train.py's @hydra.main
-        return run()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return run()
 
 
 def _plain(cfg: DictConfig, path: str):
@@ -73,13 +53,13 @@ def compose_train_config(overrides: list[str] | tuple[str, ...] = (), pytorch_co
     parsed = OverridesParser.create().parse_overrides(overrides)
     pytorch_config = pytorch_config or next((o.value() for o in parsed if o.key_or_group == "pytorch_config"), None)
     if not pytorch_config:
-        return _compose(overrides)
+        return compose_train(overrides)
     groups = _groups()
     chosen_options = [o.input_line for o in parsed if o.key_or_group in groups]
     chosen = {o.key_or_group for o in parsed if o.key_or_group in groups and not o.is_delete()}
     values = [o for o in parsed if o.key_or_group not in groups and not o.is_hydra_override()]
     # where the data come from (the project's bodyparts are checked against the file's)
-    located = _compose([*chosen_options, *(o.input_line for o in values if o.key_or_group.startswith("data."))])
+    located = compose_train([*chosen_options, *(o.input_line for o in values if o.key_or_group.startswith("data."))])
     dlc = read_pytorch_config(pytorch_config)
     if cfg_updates:
         dlc = apply_dotted_updates(dlc, cfg_updates, source=pytorch_config)
@@ -88,8 +68,8 @@ def compose_train_config(overrides: list[str] | tuple[str, ...] = (), pytorch_co
     if "scheduler" in translated.values:
         choices.setdefault("scheduler", "none")  # the node is replaced whole
     implied = [f"{group}={option}" for group, option in choices.items()]
-    base = _compose(implied)
-    cfg = _compose([*(c for c in implied if c.split("=", 1)[0] not in chosen), *chosen_options])
+    base = compose_train(implied)
+    cfg = compose_train([*(c for c in implied if c.split("=", 1)[0] not in chosen), *chosen_options])
     with open_dict(cfg):
         for path, value in translated.values.items():
             if path.split(".", 1)[0] in chosen and _plain(cfg, path) != _plain(base, path):

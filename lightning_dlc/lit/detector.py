@@ -11,6 +11,7 @@ from lightning_dlc.data.crops import DEFAULT_MARGIN, label_boxes
 from lightning_dlc.data.dataset import to_original_pixels
 from lightning_dlc.evaluation.boxes import box_metrics
 from lightning_dlc.lit.gather import gather_per_image
+from lightning_dlc.lit.loss_check import check_finite_loss
 from lightning_dlc.lit.schedulers import build_scheduler
 from lightning_dlc.models.detectors import Detector
 
@@ -100,10 +101,8 @@ class DetectorModule(L.LightningModule):
             inputs = self._unpadded(images, batch["sizes"])
         losses = self.detector(inputs, self._targets(boxes))
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"the detector's training loss became {total.item()} at epoch {self.current_epoch + 1}, step "
-                f"{self.global_step}: lower the learning rate or check the labels for wild coordinates")
+        check_finite_loss(self, total, "the detector's training loss",
+                          "lower the learning rate or check the labels for wild coordinates")
         batch_size = images.shape[0]
         self.log("train.loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         for name, value in losses.items():

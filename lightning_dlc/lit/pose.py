@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_dlc.data.dataset import to_original_pixels
+from lightning_dlc.data.draw import heatmap_image, keypoint_image
 from lightning_dlc.evaluation.metrics import compute_metrics
 from lightning_dlc.lit.gather import gather_per_image
+from lightning_dlc.lit.loss_check import check_finite_loss
 from lightning_dlc.lit.schedulers import build_scheduler
-from lightning_dlc.review.draw import heatmap_image, keypoint_image
-from lightning_dlc.data.dataset import to_original_pixels
 from lightning_dlc.models.pose_model import PoseModel
 from lightning_dlc.models.preprocess import MEAN, STD, normalize_images  # noqa: F401 (MEAN, STD re-exported)
 
@@ -86,11 +87,8 @@ class PoseModule(L.LightningModule):
         outputs = self.model(self.prepare(images))
         losses = self.model.loss(outputs, keypoints, unique, identities)
         total = losses["total"]
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"the training loss became {total.item()} at epoch {self.current_epoch + 1}, step "
-                f"{self.global_step}: lower optimizer.lr, check the labels for wild coordinates, or train "
-                f"in full precision (trainer.precision=32-true)")
+        check_finite_loss(self, total, "the training loss", "lower optimizer.lr, check the labels for wild "
+                          "coordinates, or train in full precision (trainer.precision=32-true)")
         batch_size = images.shape[0]
         self.log("train.loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         for name, value in losses.items():

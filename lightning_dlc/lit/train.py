@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_dlc.lit.detector import DetectorModule
 from lightning_dlc.lit.pose import PoseModule
-from lightning_dlc.lit.snapshots import Snapshots
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.snapshot_files import DETECTOR
 
@@ -80,16 +79,34 @@ def build_detector_module(cfg: DictConfig, datamodule) -> DetectorModule:
     )
 
 
+# the callbacks a top-down run's detector stage takes from the group; the others watch the pose model's metrics
+DETECTOR_CALLBACKS = ("snapshots", "lr_monitor")
+
+
+def build_callbacks(cfg: DictConfig, output_dir: Path, logger, stage: str = "pose") -> list[L.Callback]:
+    """The ``callbacks`` group's choice (``callbacks=[snapshots,lr_monitor,early_stopping]``) for one stage:
+    snapshots in ``output_dir``, the detector's with ``detector.train``'s settings."""
+    snapshots: dict = {"dirpath": output_dir}
+    if stage == "detector":
+        train = cfg.detector.train
+        snapshots.update(save_epochs=train.save_epochs, max_snapshots=train.max_snapshots,
+                         key_metric=train.key_metric, key_metric_asc=True, prefix=DETECTOR)
+    callbacks = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None or (stage == "detector" and name not in DETECTOR_CALLBACKS):
+            continue
+        callback = instantiate(node, **(snapshots if name == "snapshots" else {}))
+        if logger or not isinstance(callback, LearningRateMonitor):  # Lightning's monitor needs a logger
+            callbacks.append(callback)
+    return callbacks
+
+
 def build_trainer(cfg: DictConfig, output_dir: Path, stage: str = "pose") -> L.Trainer:
     """The Trainer of one stage; the detector's has its own epochs, snapshots and logger version."""
     loggers = _optional(cfg.get("logger"))
     overrides: dict = {}
     if stage == "detector":
         train = cfg.detector.train
-        snapshots = Snapshots(output_dir, save_epochs=train.save_epochs, max_snapshots=train.max_snapshots,
-                              key_metric=train.key_metric, key_metric_asc=True,
-                              save_optimizer_state=cfg.snapshots.save_optimizer_state, prefix=DETECTOR,
-                              dlc_snapshots=cfg.snapshots.get("dlc_snapshots", True))
         eval_interval = train.eval_interval
         overrides["max_epochs"] = train.epochs
         if eval_interval:
@@ -97,10 +114,9 @@ def build_trainer(cfg: DictConfig, output_dir: Path, stage: str = "pose") -> L.T
         # TensorBoard / CSV: the detector's curves in a "detector" folder beside the pose model's
         logger = instantiate(loggers, **({"version": "detector"} if "version" in loggers else {})) if loggers else False
     else:
-        snapshots = Snapshots(output_dir, **cfg.snapshots)
         eval_interval = cfg.eval_interval
         logger = instantiate(loggers) if loggers is not None else False
-    callbacks = [snapshots] + ([LearningRateMonitor("epoch")] if logger else [])
+    callbacks = build_callbacks(cfg, output_dir, logger, stage)
     if not eval_interval:  # 0 = never evaluate during training
         overrides.update(limit_val_batches=0, check_val_every_n_epoch=1)
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)

@@ -82,6 +82,9 @@ class Detector(nn.Module):
         self.max_detections = int(max_detections)
         self.freeze_bn_stats = bool(freeze_bn_stats)
         self.imagenet_input = bool(imagenet_input)
+        # frozen from the start: Lightning restores the modes it found before validating (its sanity check comes
+        # before any train()), which would leave BatchNorm layers updating their statistics
+        self.train()
 
     def train(self, mode: bool = True) -> Detector:
         super().train(mode)

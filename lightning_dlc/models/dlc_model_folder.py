@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
+from lightning_dlc.config_compose import CONF_DIR, compose_train
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.dlc_defaults import full_paf_graph
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.pytorch_config import PYTORCH_CONFIG, read_pytorch_config
 from lightning_dlc.project.records import ProjectMeta
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 _SHUFFLE_FOLDER = re.compile(r"^(?P<task>.+)-trainset(?P<percent>\d+)shuffle(?P<shuffle>\d+)$")
 
 __all__ = ["PYTORCH_CONFIG", "compose_run_config", "from_dlc_snapshot", "is_dlc_snapshot", "pytorch_config_beside",
@@ -107,17 +107,36 @@ def _apply_paf_predictor(run_config: dict, pytorch_cfg: Mapping, n_bodyparts: in
             ours["predict_kwargs"][key] = predictor[key]
 
 
+def _top_down_overrides(pytorch_cfg: Mapping, where: Path) -> list[str]:
+    """A top-down folder's crop, box margin and detector as its file has them: DeepLabCut crops its
+    detector's boxes to ``data.inference.top_down_crop`` and names SSDLite by its ``type``, Faster R-CNN
+    by its ``variant``; a model read with other crops or another detector predicts other keypoints."""
+    data = pytorch_cfg.get("data") or {}
+    crop = (data.get("inference") or {}).get("top_down_crop") or {}
+    if int(crop.get("margin", 0) or 0) != 0 or crop.get("crop_with_context", True) is False:
+        raise ProjectError(where, f"data.inference.top_down_crop {crop}: crops without margin, with context are "
+                                  "built here")
+    out = [f"model.top_down.crop_size=[{int(crop.get('height', 256))},{int(crop.get('width', 256))}]"]
+    if data.get("bbox_margin") is not None:
+        out.append(f"model.top_down.margin={float(data['bbox_margin'])}")
+    model = (pytorch_cfg.get("detector") or {}).get("model") or {}
+    if not model:
+        return out  # no detector: boxes come from the user (or the labels)
+    kind = model.get("type")
+    variant = "ssdlite" if kind == "SSDLite" else model.get("variant") if kind == "FasterRCNN" else None
+    if variant is None or not (CONF_DIR / "detector" / f"{variant}.yaml").is_file():
+        raise ProjectError(where, f"detector.model {kind} {model.get('variant') or ''} is not a detector we build")
+    out.append(f"detector={variant}")
+    if model.get("box_score_thresh") is not None and kind == "FasterRCNN":  # DeepLabCut's SSDLite does not use it
+        out.append(f"detector.model.box_score_threshold={float(model['box_score_thresh'])}")
+    return out
+
+
 def compose_run_config(overrides: list[str]) -> dict:
     """Our ``conf/train.yaml`` composed with Hydra ``overrides``, resolved to plain containers."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    if GlobalHydra.instance().is_initialized():  # inside a Hydra app: compose beside it
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(compose_train(overrides), resolve=True)
 
 
 def from_dlc_snapshot(path: str | Path, contents: Mapping | None = None) -> dict:
@@ -153,11 +172,8 @@ def from_dlc_snapshot(path: str | Path, contents: Mapping | None = None) -> dict
                  f"model={model_name}", f"output_dir={path.parent}"]
     if shuffle is not None:
         overrides.append(f"data.shuffle={shuffle}")
-    variant = ((pytorch_cfg.get("detector") or {}).get("model") or {}).get("variant")
-    if pytorch_cfg.get("method") == "td" and variant:
-        if not (CONF_DIR / "detector" / f"{variant}.yaml").is_file():
-            raise ProjectError(config_path, f"detector.model.variant {variant!r} is not a detector we build")
-        overrides.append(f"detector={variant}")
+    if pytorch_cfg.get("method") == "td":
+        overrides += _top_down_overrides(pytorch_cfg, config_path)
     run_config = compose_run_config(overrides)
     run_config["net_type"] = net_type  # DeepLabCut's name for scorer names
     if meta.multianimal and pytorch_cfg.get("method") != "td":

@@ -225,8 +225,11 @@ def net_type(run_config: Mapping, run_dir: Path | None = None) -> str:
 
 
 def net_name(run_config: Mapping, run_dir: Path | None = None) -> str:
-    """The model's name as DeepLabCut writes it in scorer names (``resnet_50`` -> ``Resnet50``; :func:`net_type`)."""
-    return "".join(part.capitalize() for part in net_type(run_config, run_dir).replace("-", "_").split("_"))
+    """The model's name as DeepLabCut writes it in scorer names (``resnet_50`` -> ``Resnet50``; :func:`net_type`):
+    from its pytorch_config's ``net_type``, which names a top-down model by its backbone (``top_down_resnet_50``
+    -> ``Resnet50``, ``method: td``)."""
+    name = net_type(run_config, run_dir).removeprefix("top_down_")
+    return "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
 
 
 def _uid(snapshot: Path, epoch: int) -> str:

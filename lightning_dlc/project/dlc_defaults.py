@@ -15,11 +15,11 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc.project import dlc_defaults_table as table
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.records import ProjectMeta
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 BACKBONES = table.BACKBONES
 DETECTORS = tuple(sorted(table.DETECTOR_CLASSES))
 OTHER_NET_TYPES = tuple(sorted(table.MODEL_METHODS))
@@ -57,11 +57,26 @@ def full_paf_graph(n_bodyparts: int) -> list[list[int]]:
 
 # --------------------------------------------------------------------------- our conf/
 def _read_conf(relative: str) -> dict:
+    """A conf/ file as Hydra composes it: the parts its ``defaults`` list names (another group's option,
+    ``/heads@heads: top_down``, or a file beside it, ``common/train@train``) and its own values, in the
+    list's order (its own last where the list does not say)."""
     path = CONF_DIR / relative
     if not path.is_file():
         raise ProjectError(path, "missing: DeepLabCut's defaults are built from this conf/ file")
     with open(path, encoding="utf-8") as stream:
-        return to_plain(YAML(typ="safe").load(stream) or {})
+        node = to_plain(YAML(typ="safe").load(stream) or {})
+    entries = node.pop("defaults", None) or []
+    out: dict = {}
+    for entry in entries if "_self_" in entries else [*entries, "_self_"]:
+        if entry == "_self_":
+            out = _overlay(out, node)
+            continue
+        name, option = next(iter(entry.items())) if isinstance(entry, dict) else (entry, None)
+        name, _, key = name.partition("@")
+        where = name[1:] if name.startswith("/") else f"{Path(relative).parent.as_posix()}/{name}"
+        part = _read_conf(f"{where}/{option}.yaml" if option else f"{where}.yaml")
+        out = _overlay(out, {key: part} if key and key != "_here_" else part)
+    return out
 
 
 def _overlay(base: dict, top: dict) -> dict:
@@ -72,14 +87,8 @@ def _overlay(base: dict, top: dict) -> dict:
 
 
 def model_conf(name: str) -> dict:
-    """``conf/model/<name>.yaml`` with its ``/heads@heads`` set merged under its own ``heads``."""
-    node = _read_conf(f"model/{name}.yaml")
-    heads: dict = {}
-    for entry in node.pop("defaults", []):
-        if isinstance(entry, dict) and next(iter(entry)).startswith("/heads"):
-            heads = _read_conf(f"heads/{next(iter(entry.values()))}.yaml")
-    node["heads"] = _overlay(heads, node.get("heads") or {})
-    return node
+    """``conf/model/<name>.yaml`` with the parts it chooses (``/heads@heads``, ``/top_down@top_down``)."""
+    return _read_conf(f"model/{name}.yaml")
 
 
 # --------------------------------------------------------------------------- model section

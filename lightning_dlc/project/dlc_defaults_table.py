@@ -112,3 +112,8 @@ DETECTOR_RUNNER = {"type": "DetectorTrainingRunner", "key_metric": "test.mAP@50:
 DETECTOR_TRAIN_SETTINGS = {"batch_size": 1, "dataloader_workers": 0, "dataloader_pin_memory": False,
                            "display_iters": 500, "epochs": 250}
 DETECTOR_BATCH_SIZES = {"ssdlite": 16}  # others: DETECTOR_TRAIN_SETTINGS's
+# box score threshold and boxes per image DeepLabCut's detectors find boxes with: torchvision's builders' values
+# where DeepLabCut passes none (its SSDLite's box_score_thresh reaches no argument of torchvision's SSD)
+DETECTOR_BOX_SCORE_THRESH = {"ssdlite": 0.001}  # others: the file's detector.model.box_score_thresh
+BOX_SCORE_THRESH_FIELD = 0.01  # detector.model.box_score_thresh as DeepLabCut writes it (its config's default)
+DETECTOR_MAX_DETECTIONS = {"ssdlite": 300, "fasterrcnn_mobilenet_v3_large_fpn": 100, "fasterrcnn_resnet50_fpn_v2": 100}

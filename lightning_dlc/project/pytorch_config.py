@@ -10,16 +10,20 @@ Plain dicts (the run config as ``OmegaConf.to_container(cfg, resolve=True)`` giv
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from lightning_dlc.project import dlc_defaults_table as table
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.dlc_defaults import pose_cfg_for_test, pose_config_defaults, split_net_type, to_plain
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
 from lightning_dlc.project.records import ProjectMeta
+
+log = logging.getLogger(__name__)
 
 LR_LIST = "lightning_dlc.lit.schedulers.LRListScheduler"
 # torch's ChainedScheduler, restartable inside a SequentialLR (torch's is not)
@@ -212,9 +216,38 @@ def _set_top_down(config: dict, top_down: Mapping) -> None:
         config["data"]["train"].pop("random_bbox_transform", None)
 
 
+# torchvision arguments that only change how a detector learns (sampling, training proposals): not its boxes
+TRAINING_ONLY_KWARGS = {"rpn_batch_size_per_image", "rpn_positive_fraction", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh",
+                        "box_batch_size_per_image", "box_positive_fraction", "box_fg_iou_thresh", "box_bg_iou_thresh",
+                        "iou_thresh", "positive_fraction"}
+
+
+def _check_detector(model: Mapping) -> None:
+    """Our detector settings that DeepLabCut's detector section cannot hold: refused where they change the boxes
+    found (DeepLabCut would crop other animals with the same weights), a warning where only weak or surplus boxes
+    differ (the pose model reads the best max_individuals boxes)."""
+    name = str(model.get("name"))
+    changed = [f"{key}={model[key]!r}" for key in ("nms_threshold", "min_size", "max_size") if model.get(key) is not None]
+    if model.get("imagenet_input") is False:
+        changed.append("imagenet_input=False")
+    changed += [f"torchvision_kwargs.{key}" for key in (model.get("torchvision_kwargs") or {})
+                if key not in TRAINING_ONLY_KWARGS and not key.endswith("_train")]
+    if changed:
+        raise ValueError(f"detector {name}: {', '.join(changed)} cannot be written in DeepLabCut's pytorch_config "
+                         "(its detectors build torchvision's defaults there): DeepLabCut would find other boxes")
+    for key, fixed in (("box_score_threshold", table.DETECTOR_BOX_SCORE_THRESH.get(name)),
+                       ("max_detections", table.DETECTOR_MAX_DETECTIONS.get(name))):
+        if fixed is not None and model.get(key) is not None and model[key] != fixed:
+            log.warning("detector %s: %s=%s here, %s in DeepLabCut (not in its pytorch_config): DeepLabCut keeps "
+                        "other weak or surplus boxes", name, key, model[key], fixed)
+
+
 def _set_detector(dlc: dict, detector: Mapping, run_config: Mapping) -> None:
     model, train = detector.get("model") or {}, detector.get("train") or {}
-    if model.get("box_score_threshold") is not None:
+    _check_detector(model)
+    if dlc["model"]["type"] == "SSDLite":  # the field DeepLabCut writes; its SSDLite keeps torchvision's threshold
+        dlc["model"]["box_score_thresh"] = table.BOX_SCORE_THRESH_FIELD
+    elif model.get("box_score_threshold") is not None:
         dlc["model"]["box_score_thresh"] = model["box_score_threshold"]
     runner, settings = dlc["runner"], dlc["train_settings"]
     if train.get("optimizer"):

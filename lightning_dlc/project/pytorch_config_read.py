@@ -301,7 +301,11 @@ class _Translator:
             self.refuse("detector.model.type", f"{kind} {variant or ''}: {error}")
             return
         self.out.choices["detector"] = name
-        if "box_score_thresh" in model:
+        if "box_score_thresh" in model and kind == "SSDLite":  # never reaches torchvision's SSD in DeepLabCut
+            model.pop("box_score_thresh")
+            self.out.notes.append("detector.model.box_score_thresh: unused by DeepLabCut's SSDLite (torchvision's "
+                                  "0.001 holds, as conf/detector/ssdlite.yaml)")
+        elif "box_score_thresh" in model:
             self.set("detector.model.box_score_threshold", model.pop("box_score_thresh"))
         if "freeze_bn_stats" in model:
             self.set("detector.model.freeze_bn_stats", bool(model.pop("freeze_bn_stats")))

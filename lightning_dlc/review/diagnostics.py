@@ -13,8 +13,8 @@ image holds:
   ``_fp``, ``_fn`` counts per sample);
 - tags ``train`` / ``test`` (both when runs split differently) and ``video`` (the labeled-data folder).
 
-Errors are the evaluation's: individuals are matched as :func:`~lightning_dlc.evaluation.metrics.rmse`
-matches them (:func:`~lightning_dlc.evaluation.metrics.match_individuals`; single-animal projects
+Errors are the evaluation's: individuals are matched as :func:`~lightning_dlc.evaluation.rmse.rmse`
+matches them (:func:`~lightning_dlc.evaluation.matching.match_individuals`; single-animal projects
 pair directly), so averaging ``errors`` over a split gives its reported RMSE. The project's skeleton
 is set on the dataset (``dataset.skeletons``, ``default_skeleton``) with bodypart names as labels.
 """
@@ -32,7 +32,7 @@ from fiftyone import ViewField as F
 
 # The evaluation's own loading, so the images and splits are the ones it scores.
 from lightning_dlc.evaluation.report import SPLITS, RunData, ground_truth, load_run_data, run_detector
-from lightning_dlc.evaluation.metrics import match_individuals
+from lightning_dlc.evaluation.matching import match_individuals
 from lightning_dlc.inference.predict import load_model, predict_dataset, snapshot_meta
 from lightning_dlc.models.snapshot_files import detector_beside, find_snapshots, net_name, scorer_name, snapshot_header
 from lightning_dlc.project.errors import ProjectError

@@ -31,7 +31,7 @@ import pandas as pd
 from lightning_dlc.data.demo_scene import VideoEncoder
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.locks import lock_path, output_lock
-from lightning_dlc.review.draw import bodypart_colors
+from lightning_dlc.data.draw import bodypart_colors
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 from ruamel.yaml.comments import CommentedMap
 
-from lightning_dlc.inference.video import VideoInfo, open_video, probe_video
+from lightning_dlc.inference.video import open_video
+from lightning_dlc.inference.video_reader import VideoInfo, probe_video
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.dlc import as_config
 from lightning_dlc.project.io import atomic_path

@@ -28,7 +28,7 @@ import fiftyone as fo
 import numpy as np
 import pandas as pd
 
-from lightning_dlc.inference.video import probe_video
+from lightning_dlc.inference.video_reader import probe_video
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.predictions import COORDS, read_predictions
 from lightning_dlc.project.records import SINGLE_ANIMAL, UNIQUE_INDIVIDUAL

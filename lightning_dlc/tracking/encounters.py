@@ -12,7 +12,7 @@ exact, is left alone; this is a step after it, on the assemblies pickle's animal
   farthest apart, 2-means); a part that the frame's other animals lack is given to the nearest one that
   lacks all its keypoints and stays within the usual size with it, else it stays an animal of its own.
 
-Body sizes are box diagonals of the animals' keypoints (:func:`~lightning_dlc.tracking.trackers.boxes_from_keypoints`).
+Body sizes are box diagonals of the animals' keypoints (:func:`~lightning_dlc.tracking.trackers.body_sizes`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lightning_dlc.tracking.trackers import boxes_from_keypoints, keypoint_similarity
+from lightning_dlc.tracking.trackers import body_sizes, keypoint_similarity, median_size
 from lightning_dlc.tracking.tracklets import clean_detections
 
 __all__ = ["MAX_SIZE", "SAME_ANIMAL", "median_body_size", "separate_animals", "separate_frame"]
@@ -31,20 +31,14 @@ _FITS = 1.25        # x the median body size: the most a cut part and the animal
 
 
 def _sizes(animals: np.ndarray) -> np.ndarray:
-    box = boxes_from_keypoints(animals[..., :2])
-    return np.linalg.norm(box[:, 2:] - box[:, :2], axis=-1) if len(animals) else np.zeros(0)
+    return body_sizes(animals[..., :2])
 
 
 def median_body_size(detections: Mapping[int, np.ndarray], pcutoff: float = 0.0) -> float:
-    """The median box diagonal of every animal with 2 or more keypoints (px; NaN when there is none)."""
-    sizes = []
-    for animals in detections.values():
-        animals = clean_detections(animals, pcutoff)
-        if len(animals):
-            enough = np.isfinite(animals[..., 0]).sum(1) >= 2
-            sizes.append(_sizes(animals[enough]))
-    sizes = np.concatenate(sizes) if sizes else np.zeros(0)
-    return float(np.median(sizes)) if len(sizes) else float("nan")
+    """The video's median body size (:func:`~lightning_dlc.tracking.trackers.median_size`) over every animal
+    with keypoints at or above ``pcutoff`` (px; NaN when there is none)."""
+    animals = [a[..., :2] for a in (clean_detections(d, pcutoff) for d in detections.values()) if len(a)]
+    return median_size(np.concatenate(animals)) if animals else float("nan")
 
 
 def _confidence(animal: np.ndarray) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_dlc.project.errors import ProjectError
-from lightning_dlc.project.locks import OutputLocked, lock_path, output_lock
+from lightning_dlc.project.locks import lock_path, output_lock
 from lightning_dlc.project.records import ProjectMeta
 from lightning_dlc.tracking import files
 from lightning_dlc.tracking.crowding import warn_too_many_animals
@@ -30,8 +30,7 @@ from lightning_dlc.tracking.tracklets import link_detections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnalysisInfo", "analysis_info", "convert_to_tracklets", "project_and_snapshot", "stitch_tracklet_file",
-           "track_analysis", "track_analyzed_videos"]
+__all__ = ["AnalysisInfo", "analysis_info", "convert_to_tracklets", "stitch_tracklet_file", "track_analysis"]
 
 
 @dataclass(frozen=True)
@@ -158,41 +157,3 @@ def track_analysis(prefix: str | Path, method: str = "ellipse", meta: ProjectMet
             return None
         convert_to_tracklets(prefix, method, meta, overwrite=overwrite, identity_only=identity_only)
         return stitch_tracklet_file(prefix, method, n_tracks, meta, fill_gaps=fill_gaps, overwrite=overwrite)
-
-
-def track_analyzed_videos(summaries, method: str = "ellipse", meta: ProjectMeta | None = None,
-                          overwrite: bool = False, wait_for_lock: bool = False,
-                          identity_only: bool = False) -> list[Path]:
-    """:func:`track_analysis` for each video analysis summary (``VideoSummary``) that has results; a video
-    whose outputs another process holds is logged (naming it) and left out."""
-    done = []
-    for s in summaries:
-        if s.status in ("failed", "locked") or not s.h5:
-            continue
-        try:
-            done.append(track_analysis(Path(s.h5).with_suffix(""), method, meta, overwrite=overwrite,
-                                       wait_for_lock=wait_for_lock, identity_only=identity_only))
-        except OutputLocked as e:
-            log.warning("%s: not tracked: %s", s.video, e)
-    return [path for path in done if path is not None]
-
-
-def project_and_snapshot(config=None, run=None, snapshot="best") -> tuple[Path, str | Path]:
-    """What the tracking and labeled-video scripts take: config.yaml and the ``snapshot`` argument of the api
-    functions. With ``run`` (a training run folder): its ``best`` / ``last`` snapshot file, and the project
-    it trained on unless ``config`` names one (a project that moved)."""
-    if run is None:
-        if config is None:
-            raise ValueError("name the project: config=/path/config.yaml (with shuffle=), or run=<run folder>")
-        return Path(config), snapshot
-    from lightning_dlc.inference.analyze import snapshot_from_args
-    from lightning_dlc.models.snapshot_files import load_snapshot
-
-    path = snapshot_from_args(run, snapshot)
-    if config is None:
-        project = (load_snapshot(path).get("run_config") or {}).get("data", {}).get("project")
-        if not project:
-            raise ProjectError(path, "the run names no project; pass config=/path/config.yaml")
-        config = Path(project)
-        config = config if config.suffix == ".yaml" else config / "config.yaml"
-    return Path(config), path

@@ -8,7 +8,7 @@ between the typical same-animal and different-animal distances and ``half`` half
 a link whose ends look alike is up to ``weight`` cheaper, one whose ends look different up to ``weight``
 dearer; an uncalibrated cost (raw ``weight * d``) raised every link, so stitching dropped links and
 leftover tracklets and lost IDF1. Where either end has no embedding it adds nothing. numpy only: the
-embeddings come in as arrays ``[T, N, E]`` (NaN: no sample) from :func:`lightning_dlc.lit.reid.embed_features`.
+embeddings come in as arrays ``[T, N, E]`` (NaN: no sample) from :func:`lightning_dlc.pipelines.reid.embed_features`.
 """
 from __future__ import annotations
 

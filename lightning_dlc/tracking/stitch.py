@@ -32,7 +32,7 @@ import numpy as np
 
 from lightning_dlc.tracking.identity import (DEFAULT_WEIGHT, IdentityCost, identity_count, name_tracks_by_identity,
                                              split_at_identity_changes)
-from lightning_dlc.tracking.trackers import boxes_from_keypoints
+from lightning_dlc.tracking.trackers import median_size
 from lightning_dlc.tracking.tracklets import Tracklet
 
 __all__ = ["fill_gaps", "split_tracklets", "stitch_tracklets", "summed_costs"]
@@ -106,14 +106,6 @@ def _link_costs(a: _Ends, i: np.ndarray, b: _Ends, j: np.ndarray, scale: float,
     mean = np.where(shared.any(1), mean, centroid)
     cost = mean / scale + _GAP_COST * gap
     return cost + extra_cost(a.tracklets, i, b.tracklets, j) if extra_cost is not None and len(i) else cost
-
-
-def _body_size(tracklets: Sequence[Tracklet]) -> float:
-    """Median diagonal of the animals' keypoint boxes (px); 1 when unknown."""
-    boxes = boxes_from_keypoints(np.concatenate([t.data[..., :2] for t in tracklets]))
-    diagonal = np.linalg.norm(boxes[:, 2:] - boxes[:, :2], axis=-1)
-    diagonal = diagonal[np.isfinite(diagonal) & (diagonal > 0)]
-    return float(np.median(diagonal)) if len(diagonal) else 1.0
 
 
 def _default_max_gap(tracklets: Sequence[Tracklet], n_tracks: int, n_frames: int) -> int:
@@ -256,7 +248,7 @@ def stitch_tracklets(tracklets: Sequence[Tracklet], n_tracks: int, n_frames: int
     if not tracklets:
         return tracks
     long = [t for t in tracklets if len(t) >= min_length]
-    scale = _body_size(tracklets)
+    scale = median_size(np.concatenate([t.data[..., :2] for t in tracklets]), default=1.0)  # px; 1: unknown
     if max_gap is None:
         max_gap = _default_max_gap(long or tracklets, n_tracks, n_frames)
     chains = _flow_paths(long, n_tracks, max_gap, scale, extra_cost) if long else []

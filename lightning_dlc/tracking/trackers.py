@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from lightning_dlc.evaluation.boxes import box_iou
 from lightning_dlc.tracking.kalman import ConstantVelocityKalman
 
 TRACK_METHODS = {"box": "bx", "ellipse": "el", "skeleton": "sk"}  # DeepLabCut's file suffixes
@@ -27,8 +28,8 @@ _ELLIPSE_FLOOR = 0.3   # minor axis at least this fraction of the major one: nea
 _MIN_STD = 1.0         # px: one keypoint still makes a (small) ellipse
 _OKS_KAPPA = 0.25      # OKS tolerance per keypoint, as a fraction of the animal's size
 
-__all__ = ["DEFAULT_MIN_SIMILARITY", "TRACK_METHODS", "SortTracker", "bhattacharyya_similarity", "box_iou",
-           "boxes_from_keypoints", "ellipses_from_keypoints", "keypoint_similarity"]
+__all__ = ["DEFAULT_MIN_SIMILARITY", "TRACK_METHODS", "SortTracker", "bhattacharyya_similarity",
+           "body_sizes", "boxes_from_keypoints", "ellipses_from_keypoints", "keypoint_similarity", "median_size"]
 
 
 def check_method(method: str) -> str:
@@ -46,6 +47,22 @@ def boxes_from_keypoints(xy: np.ndarray, slack: float = 0.0) -> np.ndarray:
     with _quiet_nan():
         lo, hi = np.nanmin(xy, axis=1) - slack, np.nanmax(xy, axis=1) + slack
     return np.concatenate([lo, hi], axis=1)
+
+
+def body_sizes(xy: np.ndarray) -> np.ndarray:
+    """``[..., K, 2]`` -> ``[...]`` each animal's size: the diagonal of its keypoints' box (px; NaN without any).
+    The diagonal, unlike the box area, does not vanish for elongated animals."""
+    xy = np.asarray(xy, np.float64)
+    box = boxes_from_keypoints(xy.reshape(-1, *xy.shape[-2:]))
+    return np.linalg.norm(box[:, 2:] - box[:, :2], axis=-1).reshape(xy.shape[:-2])
+
+
+def median_size(xy: np.ndarray, default: float = float("nan")) -> float:
+    """The median :func:`body_sizes` of the animals ``[..., K, 2]`` that have one (two distinct keypoints or
+    more); ``default`` when none has: the one yardstick of tracking's distances."""
+    sizes = body_sizes(xy)
+    sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+    return float(np.median(sizes)) if len(sizes) else default
 
 
 def ellipses_from_keypoints(xy: np.ndarray) -> np.ndarray:
@@ -82,26 +99,13 @@ def bhattacharyya_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.exp(-(mahalanobis / 8 + log_det / 2)))
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Boxes ``a [n, 4]``, ``b [m, 4]`` (x1, y1, x2, y2) -> ``[n, m]`` intersection over union."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None] - inter
-    return np.nan_to_num(np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0))
-
-
 def keypoint_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Poses ``a [n, K, 2]``, ``b [m, K, 2]`` -> ``[n, m]`` OKS over the keypoints both have.
 
-    The scale is the geometric mean of the pair's box diagonals (symmetric; the diagonal, unlike
-    the box area, does not vanish for elongated animals).
+    The scale is the geometric mean of the pair's :func:`body_sizes` (symmetric).
     """
     def size(xy):
-        box = boxes_from_keypoints(xy)
-        return np.maximum(np.linalg.norm(box[:, 2:] - box[:, :2], axis=-1), _MIN_STD)
+        return np.maximum(body_sizes(xy), _MIN_STD)
 
     scale = np.sqrt(size(a)[:, None] * size(b)[None]) * _OKS_KAPPA     # [n, m]
     d2 = ((a[:, None] - b[None]) ** 2).sum(-1)                          # [n, m, K], NaN where either lacks it

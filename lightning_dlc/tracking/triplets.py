@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lightning_dlc.tracking.trackers import median_size
 from lightning_dlc.tracking.tracklets import Tracklet
 
 __all__ = ["Triplets", "default_min_keypoints", "isolated_samples", "mine_triplets", "tracklet_rows",
@@ -73,10 +74,7 @@ def isolated_samples(keypoints: np.ndarray, min_separation: float = MIN_SEPARATI
     found = np.isfinite(xy).all(-1)
     if min_separation <= 0 or not found.any():
         return np.ones(xy.shape[:2], bool)
-    with np.errstate(invalid="ignore"):
-        lo, hi = np.where(found[..., None], xy, np.inf).min(2), np.where(found[..., None], xy, -np.inf).max(2)
-        diagonal = np.linalg.norm(hi - lo, axis=-1)
-    body = np.median(diagonal[np.isfinite(diagonal) & (diagonal > 0)]) if (found.sum(-1) > 1).any() else 1.0
+    body = median_size(xy, default=1.0)
     centroid = np.nansum(np.where(found[..., None], xy, 0), 2) / np.maximum(found.sum(-1), 1)[..., None]
     centroid[~found.any(-1)] = np.nan
     distance = np.linalg.norm(centroid[:, :, None] - centroid[:, None], axis=-1)      # [T, N, N]

@@ -1,4 +1,4 @@
-"""Metrics on hand-computed cases (DeepLabCut's definitions; see lightning_dlc/evaluation/metrics.py)."""
+"""RMSE, OKS mAP/mAR and compute_metrics on hand-computed cases (DeepLabCut's definitions)."""
 from __future__ import annotations
 
 import math
@@ -7,29 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from lightning_dlc.evaluation import (
-    compute_metrics,
-    match_individuals,
-    oks_map,
-    oks_matrix,
-    rmse,
-    rmse_detections,
-)
-
-NAN = np.nan
-
-
-def ind(points, score=1.0):
-    """One individual [K, 3] from (x, y) points (None = missing); third value = score / visibility."""
-    out = np.full((len(points), 3), NAN)
-    for i, p in enumerate(points):
-        if p is not None:
-            out[i] = (p[0], p[1], score)
-    return out
-
-
-def gt_ind(points):
-    return ind(points, 2.0)
+from lightning_dlc.evaluation import compute_metrics, oks_map, rmse
+from pose_arrays import NAN, gt_ind, ind  # tests/pose_arrays.py
 
 
 # two well-separated animals, 4 keypoints each, non-degenerate bounding boxes
@@ -137,66 +116,6 @@ def test_single_animal_pairs_directly_multi_animal_needs_an_oks_match():
     assert rmse(pred[:, 0], gt[:, 0])["rmse"] == pytest.approx(500.0)
     with pytest.raises(ValueError, match="single-animal"):
         rmse(np.concatenate([pred, pred], axis=1), gt, single_animal=True)
-
-
-# --------------------------------------------------------------------------- OKS and matching
-def test_oks_value_area_and_sigma():
-    gt = gt_ind([(0, 0), (10, 10)])[None]
-    pred = gt.copy()
-    pred[..., 0] += 1  # d^2 = 1 per keypoint; area 10 x 10
-    # exp(-d^2 / (2 * area * (2 * sigma)^2)) = exp(-1 / 8)
-    assert oks_matrix(pred, gt)[0, 0] == pytest.approx(math.exp(-1 / 8))
-    assert oks_matrix(pred, gt, margin=5)[0, 0] == pytest.approx(math.exp(-1 / 32))  # 20 x 20
-    assert oks_matrix(pred, gt, sigma=[0.1, 0.2])[0, 0] == pytest.approx(
-        (math.exp(-1 / 8) + math.exp(-1 / 32)) / 2
-    )
-    pred[0, 1] = NAN  # a missing predicted keypoint scores 0
-    assert oks_matrix(pred, gt)[0, 0] == pytest.approx(math.exp(-1 / 8) / 2)
-    # degenerate ground truth: on one horizontal line, or a single keypoint
-    assert np.isnan(oks_matrix(pred, gt_ind([(0, 0), (10, 0)])[None])).all()
-    assert np.isnan(oks_matrix(pred, gt_ind([(0, 0), None])[None])).all()
-    assert oks_matrix(np.zeros((0, 2, 3)), gt).shape == (0, 1)
-
-
-def test_greedy_matching_has_no_fallback_to_second_best():
-    g0 = gt_ind([(0, 0), (10, 10)])
-    g1 = gt_ind([(3, 0), (13, 10)])
-    a = g0.copy()
-    a[:, 2] = 0.9  # exact on g0
-    b = g0.copy()
-    b[:, 0] += 1  # best is g0 too (g1 is 2 px away), but g0 is taken by a
-    b[:, 2] = 0.8
-    gt = np.stack([g0, g1])
-    gt_index, oks = match_individuals(np.stack([b, a]), gt)  # input order does not matter: score does
-    np.testing.assert_array_equal(gt_index, [-1, 0])
-    assert oks[1] == pytest.approx(1.0) and np.isnan(oks[0])
-    assert oks_matrix(b[None], g1[None])[0, 0] > 0.5  # b would fit g1 (Hungarian would pair them)
-    assert rmse(np.stack([b, a])[None], gt[None])["rmse"] == 0.0  # only a counts
-    # threshold
-    gt_index, _ = match_individuals(b[None], g0[None], oks_threshold=0.99)
-    np.testing.assert_array_equal(gt_index, [-1])
-    gt_index, _ = match_individuals(b[None], g0[None])
-    np.testing.assert_array_equal(gt_index, [0])
-
-
-# --------------------------------------------------------------------------- detection RMSE
-def test_detection_rmse():
-    gt = np.stack([gt_ind([(0, 0)]), gt_ind([(10, 0)])])[None]  # 2 animals, 1 bodypart
-    det = np.array([[[1, 0, 1.0]], [[12, 0, 1.0]], [[100, 100, 1.0]]])[None]
-    r = rmse_detections(det, gt)
-    assert r["rmse_detections"] == pytest.approx(1.5)
-    # one detection between two animals: the GT nearest to it takes it
-    gt = np.stack([gt_ind([(0, 0)]), gt_ind([(3, 0)])])[None]
-    det = np.array([[[1, 0, 0.5]]])[None]
-    r = rmse_detections(det, gt, pcutoff=0.6)
-    assert r["rmse_detections"] == pytest.approx(1.0) and math.isnan(r["rmse_detections_pcutoff"])
-
-
-def test_detection_rmse_uses_the_score_in_its_nearest_neighbour_search():
-    """DeepLabCut's quirk: candidates are ranked in 3-D, (x, y, visibility vs score)."""
-    gt = gt_ind([(0, 0)])[None, None]  # visibility 2
-    det = np.array([[[1.0, 0, 0.0]], [[1.2, 0, 1.0]]])[None]  # 3-D: sqrt(1 + 4) > sqrt(1.44 + 1)
-    assert rmse_detections(det, gt)["rmse_detections"] == pytest.approx(1.2)
 
 
 # --------------------------------------------------------------------------- inputs and robustness

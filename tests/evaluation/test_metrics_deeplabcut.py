@@ -20,6 +20,8 @@ from deeplabcut.core.metrics.api import prepare_evaluation_data  # noqa: E402
 
 from lightning_dlc.evaluation import compute_metrics, match_individuals, oks_matrix  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 ATOL = 1e-6
 SEEDS = range(8)
 

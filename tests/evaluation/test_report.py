@@ -20,7 +20,9 @@ from lightning_dlc.evaluation.report import COMBINED_CSV, RESULTS_CSV, evaluate_
 from lightning_dlc.models.snapshot_files import find_snapshots
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project import ProjectConfig, ProjectError, load_shuffle
-from lightning_dlc.review.draw import bodypart_colors
+from lightning_dlc.data.draw import bodypart_colors
+
+pytestmark = pytest.mark.slow  # trains a model for its fixture
 
 REPO = Path(__file__).resolve().parents[2]
 SCORER = "DLC_Resnet18_fishtankJan1shuffle1_snapshot_{}"

@@ -22,11 +22,15 @@ from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.data.demo_scene import render_scene, write_video
 from lightning_dlc.models.snapshot_files import find_snapshots
-from lightning_dlc.inference import analyze as analyze_mod
-from lightning_dlc.inference import video as video_mod
-from lightning_dlc.inference.analyze import Predictor, analyze_images, analyze_video, analyze_videos, find_videos
+from lightning_dlc.inference import chunks as chunks_mod
+from lightning_dlc.inference.analyze import analyze_images, analyze_video, analyze_videos
+from lightning_dlc.inference.dali_reader import dali_available
+from lightning_dlc.inference.discovery import find_videos
+from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project import ProjectConfig
+
+pytestmark = pytest.mark.slow  # trains a model for its fixture
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "dlc_video_analysis"
@@ -114,7 +118,7 @@ def test_both_readers_track_the_fish_and_write_deeplabcuts_table(trained, tmp_pa
     scorer = f"DLC_Resnet18_fishtankJan1shuffle1_snapshot_{EPOCHS}"  # DeepLabCut's scorer: from the run's net_type (model=resnet_18), as DeepLabCut names by net_type
     assert h264.scorer == scorer and Path(h264.h5).name == f"fishtank{scorer}.h5"
     assert (h264.reader, h264.status, h264.frames, h264.invalid_frames) == ("opencv", "analyzed", N_FRAMES, 0)
-    if video_mod._dali_available():
+    if dali_available():
         assert vp9.reader == "dali-cpu"  # auto: DALI decodes VP9 on the CPU
     df = pd.read_hdf(h264.h5, key="df_with_missing")
     assert df.shape == (N_FRAMES, 15) and list(df.index) == list(range(N_FRAMES))
@@ -261,7 +265,7 @@ def test_crash_then_rerun_resumes_and_equals_an_uninterrupted_run(trained, tmp_p
     reference = analyze_video(trained.predictor, trained.video, tmp_path / "reference", progress=False,
                               batch_size=4, chunk_frames=8)
     out = tmp_path / "crash"
-    write = analyze_mod._Partial.write
+    write = chunks_mod.PartialResults.write
     calls = []
 
     def crash_after_two_chunks(self, first, arrays, count):
@@ -270,7 +274,7 @@ def test_crash_then_rerun_resumes_and_equals_an_uninterrupted_run(trained, tmp_p
         calls.append(first)
         write(self, first, arrays, count)
 
-    monkeypatch.setattr(analyze_mod._Partial, "write", crash_after_two_chunks)
+    monkeypatch.setattr(chunks_mod.PartialResults, "write", crash_after_two_chunks)
     with pytest.raises(RuntimeError, match="simulated crash"):
         analyze_video(trained.predictor, trained.video, out, progress=False, batch_size=4, chunk_frames=8)
     monkeypatch.undo()
@@ -279,7 +283,7 @@ def test_crash_then_rerun_resumes_and_equals_an_uninterrupted_run(trained, tmp_p
                                                                     "frames-0000000008-0000000016.npz"]
     assert not list(out.glob("*.h5")) and not list(out.glob("*.pickle"))
 
-    caplog.set_level(logging.INFO, logger=analyze_mod.__name__)
+    caplog.set_level(logging.INFO, logger=chunks_mod.__name__)
     resumed = analyze_video(trained.predictor, trained.video, out, progress=False, batch_size=4, chunk_frames=8)
     assert "resuming from frame 16" in caplog.text
     assert (resumed.status, resumed.analyzed_frames, resumed.frames) == ("resumed", N_FRAMES - 16, N_FRAMES)

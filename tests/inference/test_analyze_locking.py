@@ -24,14 +24,16 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from lightning_dlc.data.demo import make_demo_project
-from lightning_dlc.inference import analyze as analyze_mod
-from lightning_dlc.inference.analyze import Predictor, analyze_video, analyze_videos
+from lightning_dlc.inference import chunks as chunks_mod
+from lightning_dlc.inference.analyze import analyze_video, analyze_videos
+from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project import ProjectConfig
 from lightning_dlc.project import locks
 from lightning_dlc.project.errors import ProjectError
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kills its subprocesses with POSIX signals")
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="kills its subprocesses with POSIX signals"),
+              pytest.mark.slow]  # analyses in subprocesses, killed and rerun
 
 REPO = Path(__file__).resolve().parents[2]
 N_FRAMES = 12
@@ -41,15 +43,16 @@ ANALYSIS = """
 import sys, time
 from pathlib import Path
 from lightning_dlc.inference import analyze as A
+from lightning_dlc.inference import chunks as C
 snapshot, video, out, marker, go, wait = sys.argv[1:7]
-write = A._Partial.write
+write = C.PartialResults.write
 def paused(self, first, arrays, count):
     write(self, first, arrays, count)
     Path(marker).write_text(str(first + count))
     deadline = time.time() + 120
     while not Path(go).exists() and time.time() < deadline:
         time.sleep(0.02)
-A._Partial.write = paused
+C.PartialResults.write = paused
 s = A.analyze_video(snapshot, video, out, device="cpu", progress=False, batch_size=4, chunk_frames=4,
                     wait_for_lock=wait == "wait")
 print("STATUS", s.status, s.error, flush=True)
@@ -201,7 +204,7 @@ def test_a_killed_analysis_frees_its_lock_at_once_and_its_rerun_resumes(setup, t
 
 
 def _crash_after(monkeypatch, chunks: int) -> None:
-    write = analyze_mod._Partial.write
+    write = chunks_mod.PartialResults.write
     calls = []
 
     def crash(self, first, arrays, count):
@@ -210,7 +213,7 @@ def _crash_after(monkeypatch, chunks: int) -> None:
         calls.append(first)
         write(self, first, arrays, count)
 
-    monkeypatch.setattr(analyze_mod._Partial, "write", crash)
+    monkeypatch.setattr(chunks_mod.PartialResults, "write", crash)
 
 
 def _partial_after_crash(setup, predictor, out: Path, chunks: int) -> Path:

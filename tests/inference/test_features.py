@@ -14,9 +14,10 @@ from hydra import compose, initialize_config_dir
 
 from lightning_dlc.data.demo import demo_meta
 from lightning_dlc.data.demo_scene import render_scene, write_video
-from lightning_dlc.inference.analyze import Predictor, analyze_video
+from lightning_dlc.inference.analyze import analyze_video
 from lightning_dlc.inference.features import (APPEARANCE_PATCH, FeaturesFile, appearance_maps, feature_layer,
                                               sample_at_keypoints)
+from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.preprocess import normalize_images
 from video_frames import decode_rgb  # tests/video_frames.py
@@ -121,6 +122,7 @@ def _reference_features(model, video: Path, keypoints: np.ndarray, resize: float
     (None, False, None, 4),      # padded 100 x 90 -> 128 x 96
     (0.75, True, 3, 4),          # resized then padded; channels-last; micro-batches of 3 in batches of 4
 ])
+@pytest.mark.slow  # analyzes a video per case
 def test_analysis_features_equal_a_separate_forward_pass(setup, tmp_path, resize, channels_last, micro_batch,
                                                          batch_size):
     predictor = Predictor(setup.model, device="cpu", channels_last=channels_last, resize=resize,

@@ -9,13 +9,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from lightning_dlc.inference.analyze import Predictor
+from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.inference.features import APPEARANCE_CHANNELS, feature_channels
 from lightning_dlc.inference.predict import predict_batch
 from lightning_dlc.models.heads.identity import CropIdentityHead
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.preprocess import normalize_images
 from lightning_dlc.project.records import ProjectMeta
+
+pytestmark = pytest.mark.slow  # trains a model for its fixture
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 META = ProjectMeta(bodyparts=("front", "middle", "back"), individuals=("red", "blue"), identity=True)

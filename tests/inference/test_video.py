@@ -10,7 +10,10 @@ import torch
 
 from lightning_dlc.data.demo_scene import render_scene, write_video
 from lightning_dlc.inference import video as video_mod
-from lightning_dlc.inference.video import VideoError, open_video, probe_video
+from lightning_dlc.inference import video_reader
+from lightning_dlc.inference.opencv_reader import OpenCVReader
+from lightning_dlc.inference.video import open_video
+from lightning_dlc.inference.video_reader import VideoError, probe_video
 from video_frames import decode_rgb  # tests/video_frames.py
 
 N_FRAMES = 30
@@ -105,7 +108,7 @@ def test_crop_and_frame_range(clips, name, reader):
 
 
 def test_auto_picks_dali_for_vp9_and_opencv_for_h264_and_logs_once(clips, caplog, monkeypatch):
-    monkeypatch.setattr(video_mod, "_logged", set())
+    monkeypatch.setattr(video_reader, "_logged", set())
     caplog.set_level(logging.INFO, logger=video_mod.__name__)
     for _ in range(2):
         assert open_video(clips["vp9"], device="cpu").backend == "dali-cpu"
@@ -150,7 +153,7 @@ def test_damaged_clip_finishes_with_invalid_frames(clips, name, reader, kw, capl
     caplog.set_level(logging.WARNING, logger=video_mod.__name__)
     r = open_video(clips[name], reader=reader, device="cpu", batch_size=8)
     if kw:
-        r = video_mod.OpenCVReader(r.info, batch_size=8, **kw)
+        r = OpenCVReader(r.info, batch_size=8, **kw)
     frames, indices, valid, _ = _read(r)
     np.testing.assert_array_equal(indices, np.arange(N_FRAMES))  # every frame number once, in order
     assert valid[0] and not valid.all()

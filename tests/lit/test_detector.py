@@ -31,6 +31,7 @@ def tiny_demo(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # trains a detector
 def test_one_epoch_on_the_demo_logs_box_metrics_and_saves_a_loadable_checkpoint(tiny_demo, tmp_path):
     datamodule = PoseDataModule(source="demo", project=str(tiny_demo), num_workers=0, batch_size=4,
                                 pin_memory=False)
@@ -77,6 +78,7 @@ def test_target_boxes_are_deeplabcuts_in_original_pixels_whatever_the_resize():
     assert torch.isnan(boxes[0, 1]).all()
 
 
+@pytest.mark.slow  # trains a detector
 def test_images_without_animals_train_the_background():
     keypoints = torch.full((2, 3, 4, 3), float("nan"))
     keypoints[0, 1] = torch.tensor([[10.0, 12, 2], [30, 20, 2], [25, 40, 2], [12, 30, 2]])

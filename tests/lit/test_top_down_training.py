@@ -9,10 +9,13 @@ from PIL import Image
 
 from lightning_dlc.evaluation.report import evaluate_snapshots
 from lightning_dlc.models.snapshot_files import find_snapshots
-from lightning_dlc.inference.analyze import Predictor, analyze_video
+from lightning_dlc.inference.analyze import analyze_video
+from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.lit.snapshots import load_snapshot
 from lightning_dlc.lit.train import train
 from test_train import compose_train, tiny_overrides  # tests/lit is on sys.path (pytest rootdir imports)
+
+pytestmark = pytest.mark.slow  # trains models end to end
 
 DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
 FEW = ("{rpn_pre_nms_top_n_train:100,rpn_post_nms_top_n_train:50,rpn_pre_nms_top_n_test:100,"

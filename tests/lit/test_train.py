@@ -8,6 +8,8 @@ from hydra import compose, initialize_config_dir
 from lightning_dlc.lit.snapshots import load_snapshot
 from lightning_dlc.lit.train import train
 
+pytestmark = pytest.mark.slow  # trains models end to end
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 

@@ -42,6 +42,7 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
 
 
+@pytest.mark.slow  # builds every backbone, saves and reloads it
 @torch.no_grad()
 @pytest.mark.parametrize("name", CASES)
 def test_shape_and_local_weights_round_trip(name, tmp_path):
@@ -163,6 +164,7 @@ def test_built_by_hydra():
     assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())  # DeepLabCut's resnet50_gn
 
 
+@pytest.mark.slow  # builds every backbone, saves and reloads it
 def test_dlcrnet_fusion_banks_are_detached_like_deeplabcuts():
     """DeepLabCut reads the banks through detaching hooks: no gradient reaches layer1 through them."""
     model = DLCRNet(pretrained=False)

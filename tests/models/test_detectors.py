@@ -5,13 +5,13 @@ from urllib.error import URLError
 import pytest
 import torch
 import torchvision
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 
 from lightning_dlc.models.detectors import DETECTORS, Detector, build_detector, head_classes, keep_classes
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "detector"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 # small inputs and few proposals: seconds on a CPU
 FEW = dict(rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
            rpn_post_nms_top_n_test=50, box_batch_size_per_image=32)
@@ -21,6 +21,12 @@ SMALL = {"fasterrcnn_mobilenet_v3_large_fpn": dict(min_size=64, max_size=96, tor
          "ssdlite": dict(min_size=64, torchvision_kwargs=dict(topk_candidates=50))}
 
 
+def detector_config(name: str):
+    """``detector.model`` of conf/detector/<name>.yaml as Hydra composes it (with conf/detector/common)."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=[f"detector={name}"]).detector.model
+
+
 def targets(*boxes):
     return [{"boxes": torch.tensor(b, dtype=torch.float32).reshape(-1, 4),
              "labels": torch.ones(len(b), dtype=torch.int64)} for b in boxes]
@@ -28,7 +34,7 @@ def targets(*boxes):
 
 @pytest.mark.parametrize("name", DETECTORS)
 def test_config_builds_a_detector_that_trains_and_predicts(name):
-    cfg = OmegaConf.load(CONF / f"{name}.yaml").model
+    cfg = detector_config(name)
     assert cfg.pretrained is True and cfg.weights is None  # COCO weights by default
     torch.manual_seed(0)
     detector = instantiate(cfg, pretrained=False, **SMALL[name])
@@ -82,7 +88,7 @@ def test_boxes_pass_as_torchvision_gives_them_and_deeplabcut_names_see_imagenet_
 def test_deeplabcut_detector_defaults():
     assert build_detector("ssdlite", pretrained=False, **SMALL["ssdlite"]).max_detections == 200
     assert build_detector("ssdlite320_mobilenet_v3_large", pretrained=False, **SMALL["ssdlite"]).name == "ssdlite"
-    cfg = OmegaConf.load(CONF / "fasterrcnn_resnet50_fpn_v2.yaml").model
+    cfg = detector_config("fasterrcnn_resnet50_fpn_v2")
     assert cfg.box_score_threshold == 0.01 and cfg.freeze_bn_stats is True  # DeepLabCut's
 
 
@@ -92,6 +98,7 @@ def fake_coco(name):
     return build_detector(name, n_classes=90, pretrained=False, **SMALL[name]).model.state_dict()
 
 
+@pytest.mark.slow  # several seconds each on a CPU
 @pytest.mark.parametrize("name", ["fasterrcnn_mobilenet_v3_large_fpn", "ssdlite"])
 def test_pretrained_keeps_cocos_background_and_first_class(name, monkeypatch, tmp_path):
     coco = fake_coco(name)
@@ -133,6 +140,7 @@ def test_offline_pretrained_error_says_what_to_do(name, monkeypatch, tmp_path):
     assert "no network" in message
 
 
+@pytest.mark.slow  # several seconds each on a CPU
 def test_local_weights_load_from_our_and_deeplabcut_files(tmp_path, monkeypatch):
     name = "fasterrcnn_mobilenet_v3_large_fpn"
     torch.manual_seed(2)
@@ -158,6 +166,7 @@ def test_local_weights_load_from_our_and_deeplabcut_files(tmp_path, monkeypatch)
         build_detector(name, weights=tmp_path / "ssd.pth", **SMALL[name])
 
 
+@pytest.mark.slow  # several seconds each on a CPU
 def test_frozen_batchnorm_statistics_stay_put():
     detector = build_detector("ssdlite", pretrained=False, freeze_bn_stats=True, min_size=64)
     detector.train()

@@ -20,6 +20,8 @@ from lightning_dlc.models.heads.dekr_targets import animal_areas, dekr_targets, 
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project.records import ProjectMeta
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPES = ["dekr_w18", "dekr_w32", "dekr_w48"]
 BODYPARTS = ["snout", "ear", "tail"]

@@ -18,6 +18,8 @@ from lightning_dlc.models.heads.heatmap_targets import heatmap_targets, locref_t
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project.records import SINGLE_ANIMAL, ProjectMeta
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 BACKBONES = ["resnet_50", "resnet_101", "hrnet_w18", "hrnet_w32", "hrnet_w48"]
 CSPNEXT = ["cspnext_s", "cspnext_m", "cspnext_x"]

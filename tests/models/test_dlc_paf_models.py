@@ -25,6 +25,8 @@ from lightning_dlc.models.heads.paf_targets import paf_targets
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project.records import ProjectMeta
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPES = ["resnet_50", "resnet_101", "hrnet_w18", "hrnet_w32", "hrnet_w48", "cspnext_s", "cspnext_m",
              "cspnext_x", "dlcrnet_stride16_ms5", "dlcrnet_stride32_ms5"]

@@ -17,6 +17,8 @@ from lightning_dlc.models.heads.simcc import default_sigma, kl_discrete_loss, si
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project.records import ProjectMeta
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPES = ("rtmpose_s", "rtmpose_m", "rtmpose_x")
 BODYPARTS = ("snout", "left_ear", "right_ear", "tail")

@@ -20,6 +20,8 @@ from lightning_dlc.models.pose_model import PoseModel, model_from_config
 from lightning_dlc.models.top_down import TopDown
 from lightning_dlc.project.records import ProjectMeta
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPE = "animaltokenpose_base"
 DLC = "deeplabcut.pose_estimation_pytorch"

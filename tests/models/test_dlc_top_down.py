@@ -15,6 +15,8 @@ from dlc_peer import run_peer
 from lightning_dlc.data.crops import boxes_with_margin, crop_images, crop_transforms, from_crop
 from lightning_dlc.models.detectors import DLC_DETECTORS, build_detector
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 H, W = 67, 93  # an odd image size
 CROP_SIZES = [(256, 256), (48, 64)]  # (h, w): DeepLabCut's, and one of another aspect ratio
 BOXES = np.array([  # xywh, as DeepLabCut's detector postprocessor hands them on

@@ -15,7 +15,7 @@ from lightning_dlc.project.records import ProjectMeta
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TOP_DOWN = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem.startswith(("top_down_", "rtmpose_")))
 MULTI = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("a", "b", "c"), unique_bodyparts=("feeder",))
-HEAVY = {"top_down_resnet_101", "top_down_hrnet_w48", "top_down_cspnext_x", "rtmpose_x"}
+HEAVY = {"top_down_resnet_101", "top_down_hrnet_w48", "top_down_cspnext_x", "rtmpose_x", "top_down_resnet_50", "rtmpose_m"}
 
 
 def model_config(name: str, *overrides: str):

@@ -46,7 +46,8 @@ from lightning_dlc.project.shuffles import (  # noqa: E402
 
 # tests/project/this_file -> parents[3] is the folder holding the checkout and shared/.
 OPENFIELD = Path(__file__).resolve().parents[3] / "shared" / "data" / "openfield-Pranav-2018-10-30"
-pytestmark = pytest.mark.skipif(not OPENFIELD.is_dir(), reason=f"real data not here: {OPENFIELD}")
+pytestmark = [pytest.mark.skipif(not OPENFIELD.is_dir(), reason=f"real data not here: {OPENFIELD}"),
+              pytest.mark.slow]  # runs DeepLabCut 3.0.2 beside ours
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from lightning_dlc.project.pytorch_config import _dlc_meta, pytorch_config_from_
 from lightning_dlc.project.pytorch_config_read import translate_pytorch_config
 from dlc_peer import run_peer  # tests/ is on sys.path
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 SIDE = "pytorch_config_side"
 # what our file may hold differently from DeepLabCut's defaults: the settings the run trained with
 # (conf/ defaults or the user's), and paths of this machine

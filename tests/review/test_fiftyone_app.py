@@ -13,6 +13,8 @@ import pytest
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.review.fiftyone_session import launch_app, new_dataset
 
+pytestmark = pytest.mark.slow  # starts FiftyOne's App
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -15,6 +15,8 @@ from lightning_dlc.project import ProjectConfig, load_shuffle
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.review.diagnostics import GROUND_TRUTH, keypoint_errors, labeled_frames_dataset
 
+pytestmark = pytest.mark.slow  # trains a model for its fixture
+
 NAMES = ["early", "late"]
 
 

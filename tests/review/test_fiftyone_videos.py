@@ -16,6 +16,8 @@ from lightning_dlc.project.predictions import read_predictions, write_prediction
 from lightning_dlc.review.relabel import extract_marked_frames
 from lightning_dlc.review.video_diagnostics import JUMP, LOW_CONFIDENCE, frames_to_relabel, video_dataset
 
+pytestmark = pytest.mark.slow  # trains a model for its fixture
+
 N_LOW, N_JUMPS = 4, 3
 
 

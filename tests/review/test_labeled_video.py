@@ -11,7 +11,7 @@ import pytest
 
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.project.errors import ProjectError
-from lightning_dlc.review.draw import bodypart_colors
+from lightning_dlc.data.draw import bodypart_colors
 from lightning_dlc.review.labeled_video import TablePoses, labeled_video, video_with_all_detections
 
 N_FRAMES, SIZE = 45, 128

@@ -3,7 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lightning_dlc.project import load_dlc_project, load_shuffle
+
+pytestmark = pytest.mark.slow  # runs the scripts in subprocesses
 
 REPO = Path(__file__).resolve().parents[2]
 

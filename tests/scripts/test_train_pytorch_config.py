@@ -14,6 +14,8 @@ from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.dlc_defaults import pose_config_defaults
 from lightning_dlc.project.errors import ProjectError
 
+pytestmark = pytest.mark.slow  # trains models end to end
+
 REPO = Path(__file__).resolve().parents[2]
 
 

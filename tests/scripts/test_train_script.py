@@ -8,6 +8,8 @@ import pytest
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.lit.snapshots import load_snapshot
 
+pytestmark = pytest.mark.slow  # trains models end to end
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -20,6 +20,8 @@ from deeplabcut.utils.auxiliaryfunctions import load_analyzed_data, load_detecti
 from lightning_dlc.tracking.metrics import tracking_metrics  # noqa: E402
 from lightning_dlc.tracking.pipeline import convert_to_tracklets, stitch_tracklet_file  # noqa: E402
 
+pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
+
 N_FRAMES = 150
 
 

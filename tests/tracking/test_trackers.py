@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lightning_dlc.evaluation.boxes import box_iou
 from lightning_dlc.tracking.kalman import ConstantVelocityKalman
-from lightning_dlc.tracking.trackers import (SortTracker, bhattacharyya_similarity, box_iou, ellipses_from_keypoints,
+from lightning_dlc.tracking.trackers import (SortTracker, bhattacharyya_similarity, ellipses_from_keypoints,
                                              keypoint_similarity)
 
 

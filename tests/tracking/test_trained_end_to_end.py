@@ -14,6 +14,8 @@ from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.tracking.metrics import tracking_metrics
 
+pytestmark = pytest.mark.slow  # trains models end to end
+
 N_FRAMES, N_LABELED, SIZE, EPOCHS = 60, 48, 128, 24
 TRAIN_OVERRIDES = ["model.backbone.name=regnetx_002", "model.backbone.pretrained=false", "optimizer.lr=3e-3",
                    "data.num_workers=0", "eval_interval=0", "augment=none", "logger=csv",

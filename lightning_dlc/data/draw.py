@@ -1,4 +1,4 @@
-"""Drawing keypoints and heatmaps on images (TensorBoard during training, labeled images after)."""
+"""Keypoints and heatmaps drawn on images: TensorBoard images during training, labeled images and videos after."""
 from __future__ import annotations
 
 import cv2

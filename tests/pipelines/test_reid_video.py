@@ -14,6 +14,8 @@ import torch
 from lightning_dlc import api
 from lightning_dlc.project.errors import ProjectError
 
+pytestmark = pytest.mark.slow  # trains a model for its fixture
+
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("reid_accuracy", REPO / "benchmarks" / "reid_accuracy.py")
 bench = importlib.util.module_from_spec(_spec)

@@ -1,0 +1,30 @@
+"""A training run folder as the scripts name it (``run=``) -> the project's config.yaml and the snapshot file,
+the arguments the api functions take (scripts/track.py, scripts/create_labeled_video.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning_dlc.project.errors import ProjectError
+
+__all__ = ["project_and_snapshot"]
+
+
+def project_and_snapshot(config=None, run=None, snapshot="best") -> tuple[Path, str | Path]:
+    """What the tracking and labeled-video scripts take: config.yaml and the ``snapshot`` argument of the api
+    functions. With ``run`` (a training run folder): its ``best`` / ``last`` snapshot file, and the project
+    it trained on unless ``config`` names one (a project that moved)."""
+    if run is None:
+        if config is None:
+            raise ValueError("name the project: config=/path/config.yaml (with shuffle=), or run=<run folder>")
+        return Path(config), snapshot
+    from lightning_dlc.inference.scorer import snapshot_from_args  # torch: only for a run folder
+    from lightning_dlc.models.snapshot_files import load_snapshot
+
+    path = snapshot_from_args(run, snapshot)
+    if config is None:
+        project = (load_snapshot(path).get("run_config") or {}).get("data", {}).get("project")
+        if not project:
+            raise ProjectError(path, "the run names no project; pass config=/path/config.yaml")
+        config = Path(project)
+        config = config if config.suffix == ".yaml" else config / "config.yaml"
+    return Path(config), path
