@@ -97,7 +97,7 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
 
 def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plotting: bool = False,
                      snapshots: str = "best", overwrite: bool = False, Shuffles=None, device: str = "auto",
-                     pcutoff: float | None = None, batch_size: int | None = None):
+                     pcutoff: float | None = None, batch_size: int | None = None, detector_snapshot_index=None):
     """DeepLabCut's evaluate_network: the shuffles' snapshots on their train and test images.
 
     Snapshots are read from each shuffle's ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -107,7 +107,8 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
     ``...-keypoint-results.csv``, with ``plotting`` ``LabeledImages_<scorer>/``, and our
     ``results.csv``), and ``evaluation-results-pytorch/iteration-<i>/CombinedEvaluation-results.csv``.
     A snapshot evaluated before stops the call unless ``overwrite=True``. ``trainingsetindex``
-    may be ``"all"``; ``Shuffles`` is accepted as DeepLabCut's spelling. Returns the results
+    may be ``"all"``; ``Shuffles`` is accepted as DeepLabCut's spelling. A top-down model's detector:
+    ``detector_snapshot_index``, else config.yaml's ``detector_snapshotindex``. Returns the results
     (one row per snapshot and split) of every shuffle, with a ``shuffle`` column.
     """
     import pandas as pd
@@ -130,7 +131,8 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
             out = results_root / _shuffles.shuffle_name(cfg, cfg.training_fractions[index], shuffle)
             table = evaluate_snapshots(train_dir, snapshots, plotting=plotting, out_dir=out, overwrite=overwrite,
                                        project=cfg.path, device=device, pcutoff=pcutoff, batch_size=batch_size,
-                                       combined_csv=results_root / COMBINED_CSV, dlc_image_names=True)
+                                       combined_csv=results_root / COMBINED_CSV, dlc_image_names=True,
+                                       detector=_detector_index(cfg, detector_snapshot_index))
             tables.append(table.assign(shuffle=shuffle, trainingsetindex=index))
     return pd.concat(tables, ignore_index=True)
 
@@ -153,11 +155,33 @@ def _trained_snapshot(cfg, shuffle: int, trainingsetindex: int, snapshot) -> Pat
     return find_snapshots(_train_folder(cfg, shuffle, trainingsetindex), snapshot)[0]
 
 
+def _detector_index(cfg, detector_snapshot_index=None) -> int:
+    """DeepLabCut's rule for a top-down model's detector: ``detector_snapshot_index``, else config.yaml's
+    ``detector_snapshotindex`` (-1 when unset: the best, else the last)."""
+    index = detector_snapshot_index
+    if index is None:
+        index = cfg.data.get("detector_snapshotindex", -1)
+    index = -1 if index in (None, "all") else index
+    if isinstance(index, str) and index.lstrip("-").isdigit():
+        index = int(index)
+    if not isinstance(index, Integral):
+        raise ValueError(f"detector_snapshot_index must be an integer (DeepLabCut's index), got {index!r}")
+    return int(index)
+
+
+def _trained_detector(cfg, pose_snapshot: Path, detector_snapshot_index=None) -> Path | None:
+    """The detector snapshot beside ``pose_snapshot`` chosen by :func:`_detector_index`; None for a model
+    with no detector snapshots (bottom-up, or a top-down run trained on labeled boxes)."""
+    from lightning_dlc.models.snapshot_files import detector_beside
+
+    return detector_beside(pose_snapshot, _detector_index(cfg, detector_snapshot_index))
+
+
 def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
                    batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
                    overwrite: bool = False, cropping=None, videotype=None, auto_track: bool = False,
                    track_method: str = "ellipse", wait_for_lock: bool = False, identity_only: bool = False,
-                   **options):
+                   detector_snapshot_index=None, **options):
     """DeepLabCut's analyze_videos: every frame of each video -> DeepLabCut's output files.
 
     The model is the shuffle's snapshot in ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -171,7 +195,8 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     ``auto_track`` (multi-animal): then tracklets and stitched tracks (:func:`convert_detections2tracklets`,
     :func:`stitch_tracklets` with ``track_method``) for every analyzed video; with a model trained with
     ``identity: true`` the tracks are named by identity, and ``identity_only`` (DeepLabCut's) assigns animals
-    to tracklets by the identity head alone.
+    to tracklets by the identity head alone. A top-down model's detector: ``detector_snapshot_index``, else
+    config.yaml's ``detector_snapshotindex`` (DeepLabCut's rule), or ``detector=<file>``.
     One process at a time analyzes a video (with one scorer): a video another process is analyzing is
     skipped (``status="locked"``, naming that process' pid and host), or waited for with
     ``wait_for_lock=True``.
@@ -184,6 +209,8 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
 
     cfg = as_config(config)
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
+    if "detector" not in options:
+        options["detector"] = _trained_detector(cfg, path, detector_snapshot_index) or "auto"
     if cropping is None and cfg.data.get("cropping"):
         cropping = [cfg.data.get(k) for k in ("x1", "x2", "y1", "y2")]
     summaries, _ = analyze_and_track(path, videos, destfolder, auto_track=auto_track and cfg.multianimal,
@@ -196,18 +223,21 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
 
 def analyze_images(config, images_or_folder, shuffle: int = 1, trainingsetindex: int = 0, destfolder=None,
                    batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
-                   overwrite: bool = False, output_dir=None, **options):
+                   overwrite: bool = False, output_dir=None, detector_snapshot_index=None, **options):
     """DeepLabCut's analyze_images: images of any size (a folder, files, or a list) -> predictions.
 
     Writes ``image_predictions_<scorer>.h5`` (rows: image paths; DeepLabCut's columns) and
     ``.json`` in ``destfolder`` (``output_dir``, DeepLabCut's name, also works; default: the
-    images' folder). ``options``: ``precision``, ``channels_last``, ``progress``, ``verbose``.
+    images' folder). ``options``: ``precision``, ``channels_last``, ``progress``, ``verbose``. A top-down
+    model's detector as :func:`analyze_videos` chooses it (``detector_snapshot_index``).
     Returns the .h5 path.
     """
     from lightning_dlc.inference.analyze import analyze_images as _analyze_images
 
     cfg = as_config(config)
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
+    if "detector" not in options:
+        options["detector"] = _trained_detector(cfg, path, detector_snapshot_index) or "auto"
     return _analyze_images(path, images_or_folder, destfolder if destfolder is not None else output_dir,
                            batch_size=batch_size, device=device, save_as_csv=save_as_csv, overwrite=overwrite,
                            project=cfg.path, **options)
@@ -285,7 +315,10 @@ def _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfol
     from lightning_dlc.project.analysis_files import output_prefix
 
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
-    scorer = describe_snapshot(path, load_snapshot(path), cfg.path).scorer
+    contents = load_snapshot(path)
+    top_down = ((contents.get("run_config") or {}).get("model") or {}).get("top_down") is not None
+    detector = _trained_detector(cfg, path) if top_down else None  # named in the scorer, as analyze_videos does
+    scorer = describe_snapshot(path, contents, cfg.path, detector).scorer
     return [(v, Path(destfolder or v.parent) / output_prefix(v, scorer)) for v in find_videos(videos, videotype)]
 
 

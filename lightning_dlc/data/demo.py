@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lightning_dlc.data.demo_scene import BODYPARTS, HardScene, render_scene, write_video
+from lightning_dlc.data.demo_scene import BODYPARTS, HardScene, render_scene
+from lightning_dlc.data.video_writer import write_video
 from lightning_dlc.project.config import ProjectConfig, parse_yaml
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import current_umask

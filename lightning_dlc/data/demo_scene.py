@@ -17,7 +17,6 @@ import numpy as np
 
 from lightning_dlc.data.demo_motion import (HALF_WIDTH, N_SPINE, SPINE_U, TAILBASE_INDEX, U_NOSE, U_TAILBASE,
                                             default_paths, hard_paths, spine_keypoints, swim_spines)
-from lightning_dlc.data.video_writer import VideoEncoder, write_video  # noqa: F401  (imported from here too)
 
 BODYPARTS = ("snout", "head", "dorsal", "tailbase", "tailtip")
 

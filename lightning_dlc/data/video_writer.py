@@ -1,16 +1,20 @@
 """Video files from RGB frames: imageio-ffmpeg's bundled ffmpeg, written atomically and bit-exactly.
 
-The demo project's video and labeled videos are written with it.
+The package's one video writer: the demo project's video and labeled videos are written with it. It
+runs imageio-ffmpeg's ffmpeg itself rather than through ``imageio_ffmpeg.write_frames``, because
+write_frames neither checks ffmpeg's exit status nor keeps its log: a failed encode would be renamed
+into place as a broken video, and the reason printed to the terminal instead of raised.
 """
 from __future__ import annotations
 
-import os
+import contextlib
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from lightning_dlc.project.io import atomic_path
 
 _CODEC_ARGS = {
     # No B-frames: OpenCV's frame-index seeking (used for frame extraction) is exact without them.
@@ -51,8 +55,10 @@ class VideoEncoder:
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self.path, self.codec, self.shape = Path(path), codec, (height, width, 3)
-        # Same folder (so the rename is atomic), same suffix (ffmpeg picks the container from it).
-        self._tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:12]}.tmp{self.path.suffix}")
+        # Beside the file (an atomic rename), with its suffix: ffmpeg picks the container from it. Callers
+        # decide about replacing a video before they encode one.
+        self._stack = contextlib.ExitStack()
+        self._tmp = self._stack.enter_context(atomic_path(self.path, overwrite=True, keep_suffix=True))
         cmd = [
             imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", repr(float(fps)),
@@ -77,19 +83,23 @@ class VideoEncoder:
 
     def close(self, keep: bool = True) -> None:
         """Finish the file and rename it into place (``keep``), or discard it."""
+        failure = None
         try:
             self._proc.stdin.close()
             rc = self._proc.wait()
             if keep and rc != 0:
                 self._log.seek(0)
                 msg = self._log.read().decode(errors="replace").strip()[-2000:]
-                raise RuntimeError(f"ffmpeg failed ({rc}) writing {self.path} with {self.codec}: {msg}")
-            if keep:
-                os.replace(self._tmp, self.path)
+                failure = RuntimeError(f"ffmpeg failed ({rc}) writing {self.path} with {self.codec}: {msg}")
         finally:
             self._log.close()
-            if self._tmp.exists():
-                self._tmp.unlink()
+            if keep and failure is None:
+                self._stack.close()  # renamed into place
+            else:  # atomic_path removes the temporary file when its block fails
+                discarded = failure or RuntimeError("discarded")
+                self._stack.__exit__(type(discarded), discarded, None)
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> "VideoEncoder":
         return self

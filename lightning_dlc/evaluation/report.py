@@ -159,15 +159,17 @@ class _Target:
     results_csv: Path
     keypoint_csv: Path
     images: Path  # this snapshot's labeled-images folder
+    detector: str | int = "best"  # which snapshot-detector-* finds the animals (top-down)
 
 
-def _targets(path: Path, header: dict, data: RunData, out_dir: Path, dlc_image_names: bool) -> _Target:
+def _targets(path: Path, header: dict, data: RunData, out_dir: Path, dlc_image_names: bool,
+             detector: str | int = "best") -> _Target:
     top_down = (header["run_config"].get("model") or {}).get("top_down") is not None
     scorer = scorer_name(net_name(header["run_config"], path.parent), data.task, data.shuffle, path,
-                         header["epoch"], detector=detector_beside(path) if top_down else None)
+                         header["epoch"], detector=detector_beside(path, detector) if top_down else None)
     images = out_dir / f"LabeledImages_{scorer}" if dlc_image_names else out_dir / "labeled-images" / path.stem
     return _Target(path, header, scorer, path.stem, out_dir / f"{scorer}.h5", out_dir / f"{scorer}-results.csv",
-                   out_dir / f"{scorer}-keypoint-results.csv", images)
+                   out_dir / f"{scorer}-keypoint-results.csv", images, detector)
 
 
 def _image_file(target: _Target, split: str, key: str, dlc_image_names: bool) -> Path:
@@ -253,7 +255,8 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
                        project: str | Path | None = None, pcutoff: float | None = None,
                        device: str | torch.device | None = "auto", batch_size: int | None = None,
                        num_workers: int | None = None, combined_csv: str | Path | None = None,
-                       dlc_image_names: bool = False, verbose: bool = True) -> pd.DataFrame:
+                       dlc_image_names: bool = False, verbose: bool = True,
+                       detector: str | int = "best") -> pd.DataFrame:
     """Evaluate snapshots on the train and test images of the split they trained on.
 
     Args:
@@ -271,6 +274,8 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
         combined_csv: where DeepLabCut's combined results go (default ``out_dir``).
         dlc_image_names: name labeled images as DeepLabCut does (``LabeledImages_<scorer>/...``).
         verbose: print the results table.
+        detector: a top-down model's detector snapshot beside it: ``best`` (else the last), ``last`` or
+            DeepLabCut's ``detector_snapshotindex``.
 
     Returns the rows written to ``results.csv`` by this call (one per snapshot and split).
     """
@@ -300,7 +305,7 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
         if snapshot_meta(header) != data.meta:
             raise ProjectError(path, f"was trained on bodyparts/individuals {snapshot_meta(header)}, but the data "
                                      f"now has {data.meta}")
-        targets.append((_targets(path, header, data, out_dir, dlc_image_names), data))
+        targets.append((_targets(path, header, data, out_dir, dlc_image_names, detector), data))
 
     names = [t.scorer for t, _ in targets]
     if len(set(names)) != len(names):
@@ -325,9 +330,10 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     return results
 
 
-def run_detector(pose_snapshot: Path, device):
-    """A top-down run's best detector (its boxes are what inference uses), or None: labeled boxes."""
-    path = detector_beside(pose_snapshot)
+def run_detector(pose_snapshot: Path, device, which: str | int = "best"):
+    """A top-down run's detector (``which``: best, last or DeepLabCut's ``detector_snapshotindex``; its boxes
+    are what inference uses), or None: labeled boxes."""
+    path = detector_beside(pose_snapshot, which)
     if path is None:
         log.warning("%s: no snapshot-detector-*.ckpt beside this top-down model: evaluating on crops of the "
                     "labeled animals (ground-truth boxes)", pose_snapshot)
@@ -339,7 +345,7 @@ def run_detector(pose_snapshot: Path, device):
 def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: Path, device, plotting: bool,
                   dlc_image_names: bool) -> pd.DataFrame:
     model = load_model(target.path, device)
-    detector = run_detector(target.path, device) if model.top_down is not None else None
+    detector = run_detector(target.path, device, target.detector) if model.top_down is not None else None
     channels_last = bool(target.header["run_config"].get("channels_last", False))
     oks_sigma = target.header["run_config"].get("oks_sigma", 0.1)
     meta = data.meta

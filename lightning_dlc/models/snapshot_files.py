@@ -109,11 +109,11 @@ def find_snapshots(run_dir: str | Path, which: str | int = "best", prefix: str =
 
 def detector_beside(pose_snapshot: Path, which: str | int = "best") -> Path | None:
     """The ``snapshot-detector-*`` (``which``: best, else last, or DeepLabCut's ``detector_snapshotindex``)
-    in a top-down pose snapshot's folder, or None."""
-    try:
-        return find_snapshots(Path(pose_snapshot).parent, which, prefix=DETECTOR)[0]
-    except ProjectError:  # none there
+    in a top-down pose snapshot's folder, or None when there is none; an index out of range is an error."""
+    folder = Path(pose_snapshot).parent
+    if not folder.is_dir() or not _listed(folder, DETECTOR):
         return None
+    return find_snapshots(folder, which, prefix=DETECTOR)[0]
 
 
 # --------------------------------------------------------------------------- reading

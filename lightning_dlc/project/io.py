@@ -17,17 +17,19 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | Path, overwrite: bool = False, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place if the block succeeds.
 
     Refuses to replace an existing file unless ``overwrite``: labels, configs and
-    splits are the user's work and are never replaced silently.
+    splits are the user's work and are never replaced silently. ``keep_suffix``: the temporary
+    name ends with ``path``'s suffix (for writers, such as ffmpeg, that choose the format by it).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise ProjectError(path, "already exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.chmod(0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions

@@ -1,7 +1,7 @@
 """Labeled videos: a video's keypoints (tracks or every detection) drawn on its frames, as an H.264 mp4.
 
 Frames stream from :func:`~lightning_dlc.inference.video.open_video` (OpenCV, a batch at a time)
-and go straight into :class:`~lightning_dlc.data.demo_scene.VideoEncoder` (imageio-ffmpeg's ffmpeg,
+and go straight into :class:`~lightning_dlc.data.video_writer.VideoEncoder` (imageio-ffmpeg's ffmpeg,
 H.264 yuv420p: every common player opens it), so memory holds one batch of frames and one chunk of
 poses, however long the video. A video of odd width or height gets one black pixel row / column
 added, as H.264 in 4:2:0 needs even sizes. The output is written under a temporary name and
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from lightning_dlc.data.demo_scene import VideoEncoder
+from lightning_dlc.data.video_writer import VideoEncoder
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.locks import lock_path, output_lock
 from lightning_dlc.data.draw import bodypart_colors

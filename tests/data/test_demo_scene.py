@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lightning_dlc.data.demo_scene import BODYPARTS, DemoScene, render_scene, write_video
+from lightning_dlc.data.demo_scene import BODYPARTS, DemoScene, render_scene
+from lightning_dlc.data.video_writer import write_video
 from video_frames import decode_rgb  # tests/video_frames.py
 
 W = H = 256

@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 
 from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
-from lightning_dlc.data.demo_scene import render_scene, write_video
+from lightning_dlc.data.demo_scene import render_scene
+from lightning_dlc.data.video_writer import write_video
 from lightning_dlc.models.snapshot_files import find_snapshots
 from lightning_dlc.inference import chunks as chunks_mod
 from lightning_dlc.inference.analyze import analyze_images, analyze_video, analyze_videos

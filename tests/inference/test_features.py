@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from lightning_dlc.data.demo import demo_meta
-from lightning_dlc.data.demo_scene import render_scene, write_video
+from lightning_dlc.data.demo_scene import render_scene
+from lightning_dlc.data.video_writer import write_video
 from lightning_dlc.inference.analyze import analyze_video
 from lightning_dlc.inference.features import (APPEARANCE_PATCH, FeaturesFile, appearance_maps, feature_layer,
                                               sample_at_keypoints)

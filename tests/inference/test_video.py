@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_dlc.data.demo_scene import render_scene, write_video
+from lightning_dlc.data.demo_scene import render_scene
+from lightning_dlc.data.video_writer import write_video
 from lightning_dlc.inference import video as video_mod
 from lightning_dlc.inference import video_reader
 from lightning_dlc.inference.opencv_reader import OpenCVReader

@@ -2,6 +2,7 @@
 read here, bad files named, fine-tuning from a snapshot of the same or another project."""
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -41,6 +42,24 @@ def test_deeplabcut_order_and_snapshotindex(tmp_path):
         find_snapshots(tmp_path, 3)
     touch(tmp_path, "snapshot-010.ckpt")  # our run folder: the .ckpt files carry the run config
     assert names("all") == ["snapshot-010.ckpt"]
+
+
+def test_detector_chosen_by_deeplabcuts_detector_snapshotindex(tmp_path):
+    touch(tmp_path, "snapshot-010.pt", "snapshot-detector-005.pt", "snapshot-detector-020.pt",
+          "snapshot-detector-best-010.pt")
+    pose = tmp_path / "snapshot-010.pt"
+    chosen = lambda index, data: api._trained_detector(SimpleNamespace(data=data), pose, index).name  # noqa: E731
+    assert chosen(None, {}) == "snapshot-detector-best-010.pt"  # unset: -1, the best one, placed last
+    assert chosen(None, {"detector_snapshotindex": 0}) == "snapshot-detector-005.pt"  # config.yaml's index
+    assert chosen("1", {"detector_snapshotindex": 0}) == "snapshot-detector-020.pt"  # the keyword wins
+    assert chosen(None, {"detector_snapshotindex": "all"}) == "snapshot-detector-best-010.pt"
+    with pytest.raises(ProjectError, match="index 5 out of range"):
+        chosen(5, {})
+    with pytest.raises(ValueError, match="detector_snapshot_index"):
+        chosen("best", {})
+    bottom_up = tmp_path / "bottom_up"
+    touch(bottom_up, "snapshot-010.pt")
+    assert api._trained_detector(SimpleNamespace(data={}), bottom_up / "snapshot-010.pt") is None
 
 
 def test_scorer_names_are_deeplabcuts():

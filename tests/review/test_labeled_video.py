@@ -84,7 +84,7 @@ def test_all_detections_video_and_refusals(demo, tmp_path):
 
 
 def test_odd_sized_video_gets_an_even_frame(tmp_path):
-    from lightning_dlc.data.demo_scene import write_video
+    from lightning_dlc.data.video_writer import write_video
 
     odd = tmp_path / "odd.avi"
     write_video(odd, np.full((3, 33, 41, 3), 90, np.uint8), 10.0, "mjpeg")
