@@ -54,7 +54,7 @@ def export_coco(config, out: str | Path, shuffle: int = 1, trainset_index: int =
 
 def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides: list[str] | None = None,
                   modelprefix: str = "", pytorch_cfg_updates: dict | None = None, **settings):
-    """DeepLabCut's train_network over the same Hydra config as ``scripts/train.py``.
+    """DeepLabCut's train_network over the same Hydra config as ``lightning-dlc train``.
 
     The run lands in the project's own model folder
     (``[<modelprefix>/]dlc-models-pytorch/iteration-<i>/<Task><date>-trainset<pct>shuffle<n>/train``)
@@ -485,7 +485,7 @@ def transformer_reID(config, videos, n_tracks: int | None = None, shuffle: int =
 
 def export_model(config, run, shuffle: int = 1, trainingsetindex: int = 0, snapshots: str = "all",
                  overwrite: bool = False, net_type: str | None = None) -> Path:
-    """A ``scripts/train.py`` run folder -> the shuffle's DeepLabCut model folder
+    """A ``lightning-dlc train`` run folder -> the shuffle's DeepLabCut model folder
     (``dlc-models-pytorch/iteration-<i>/<shuffle>/train``: ``snapshot-NNN.pt``, ``pytorch_config.yaml``,
     ``test/pose_cfg.yaml``), so DeepLabCut 3.0.2 (and every function here) uses the model. DeepLabCut's
     files of that shuffle are replaced only with ``overwrite=True``. Returns the ``train`` folder."""

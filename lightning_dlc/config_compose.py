@@ -1,6 +1,6 @@
 """The one way the package composes a config of conf/ (the training run's, conf/train.yaml) outside a script.
 
-Inside a running Hydra app (``scripts/*.py``'s ``@hydra.main``) the config is composed with that app's own
+Inside a running Hydra app (``lightning_dlc/cli/*.py``'s ``@hydra.main``) the config is composed with that app's own
 Hydra when it reads conf/; any other app's Hydra is put aside and restored afterwards, never cleared: the
 app still needs it (its run folder, its sweep). Hydra and OmegaConf are imported when a config is composed,
 so modules that only need ``CONF_DIR`` import none of them.
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 __all__ = ["CONF_DIR", "compose_config", "compose_train"]
 

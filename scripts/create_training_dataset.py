@@ -1,16 +1,5 @@
-"""Create training shuffles: python scripts/create_training_dataset.py config=PATH/config.yaml"""
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
-from lightning_dlc.api import create_training_dataset
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="create_training_dataset")
-def main(cfg: DictConfig) -> None:
-    for shuffle in create_training_dataset(**OmegaConf.to_container(cfg, resolve=True)):
-        print(f"shuffle {shuffle.index} (TrainingFraction {shuffle.train_fraction}): "
-              f"{len(shuffle.train_indices)} train, {len(shuffle.test_indices)} test images")
-
+"""`lightning-dlc create-training-dataset` as a script from the checkout (the app is lightning_dlc/cli/create_training_dataset.py)."""
+from lightning_dlc.cli.create_training_dataset import main
 
 if __name__ == "__main__":
     main()

@@ -1,16 +1,5 @@
-"""Evaluate a run's snapshots on its train and test images:
-python scripts/evaluate.py run=outputs/YYYY-MM-DD/HH-MM-SS [snapshots=best|last|all] [plotting=true]"""
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
-from lightning_dlc.evaluation.report import evaluate_snapshots
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
-def main(cfg: DictConfig) -> None:
-    args = OmegaConf.to_container(cfg, resolve=True)
-    evaluate_snapshots(args.pop("run"), which=args.pop("snapshots"), **args)
-
+"""`lightning-dlc evaluate` as a script from the checkout (the app is lightning_dlc/cli/evaluate.py)."""
+from lightning_dlc.cli.evaluate import main
 
 if __name__ == "__main__":
     main()

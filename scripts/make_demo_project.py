@@ -1,15 +1,5 @@
-"""Write the built-in demo project: python scripts/make_demo_project.py out=DIR"""
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
-from lightning_dlc.data.demo import make_demo_project
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="make_demo_project")
-def main(cfg: DictConfig) -> None:
-    config = make_demo_project(**OmegaConf.to_container(cfg, resolve=True))
-    print(f"demo project: {config}")
-
+"""`lightning-dlc make-demo` as a script from the checkout (the app is lightning_dlc/cli/make_demo.py)."""
+from lightning_dlc.cli.make_demo import main
 
 if __name__ == "__main__":
     main()

@@ -1,33 +1,5 @@
-"""Link a multi-animal video analysis into tracklets, then stitch them into one track per animal:
-python scripts/track.py config=/data/project/config.yaml videos=[/data/a.mp4] [shuffle=1] [track_method=ellipse]
-python scripts/track.py run=outputs/YYYY-MM-DD/HH-MM-SS videos=[/data/a.mp4] [n_tracks=3] [fill_gaps=5]
-Writes <video><scorer>_el.pickle (tracklets) and <video><scorer>_el.h5 (tracks) beside the analysis."""
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
-from lightning_dlc import api
-from lightning_dlc.pipelines.run_folder import project_and_snapshot
-
-CONVERT = ("pcutoff", "max_age", "min_similarity", "box_slack", "ignore_bodyparts", "identity_only")
-STITCH = ("n_tracks", "min_length", "split_tracklets", "max_gap", "fill_gaps", "save_as_csv", "animal_names",
-          "use_identity")
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="track")
-def main(cfg: DictConfig) -> None:
-    args = OmegaConf.to_container(cfg, resolve=True)
-    config, snapshot = project_and_snapshot(args.pop("config"), args.pop("run"), args.pop("snapshot"))
-    videos = args.pop("videos")
-    if not videos:
-        raise SystemExit("no videos given: videos=[/path/a.mp4,/path/folder]")
-    common = {k: args.pop(k) for k in ("videotype", "shuffle", "trainingsetindex", "destfolder", "track_method",
-                                       "overwrite")}
-    for path in api.convert_detections2tracklets(config, videos, snapshot=snapshot, **common,
-                                                 **{k: args.pop(k) for k in CONVERT}):
-        print(f"tracklets: {path}")
-    for path in api.stitch_tracklets(config, videos, snapshot=snapshot, **common, **{k: args.pop(k) for k in STITCH}):
-        print(f"tracks: {path}")
-
+"""`lightning-dlc track` as a script from the checkout (the app is lightning_dlc/cli/track.py)."""
+from lightning_dlc.cli.track import main
 
 if __name__ == "__main__":
     main()

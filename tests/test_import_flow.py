@@ -16,13 +16,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lightning_dlc"
 
 # rooms, lowest first; rooms in one set share a rank
 FLOW = [{"config"}, {"project"}, {"data"}, {"models"}, {"lit"}, {"evaluation", "inference"}, {"tracking", "review"},
-        {"pipelines"}, {"api"}]
+        {"pipelines"}, {"api"}, {"cli"}]
 # modules at the package root decide their room here
 ROOT_MODULES = {
     "lightning_dlc": "config",                  # __init__.py: registers the config resolvers, nothing else
     "lightning_dlc.config_resolvers": "config",  # OmegaConf resolvers conf/ uses
     "lightning_dlc.config_compose": "config",    # composes conf/ (stdlib at import; Hydra when called)
     "lightning_dlc.api": "api",
+    "lightning_dlc.__main__": "cli",           # python -m lightning_dlc: the console command
 }
 # The one exception to the flow. DESIGN: evaluation's metrics are plain functions over arrays that lit calls during
 # validation, so the number printed while training is the number evaluation reports (one code path). lit may import

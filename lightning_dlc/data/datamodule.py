@@ -134,7 +134,7 @@ class PoseDataModule(L.LightningDataModule):
         if not doc.exists():
             raise ProjectError(doc, (
                 f"shuffle {self.shuffle} (TrainingFraction={cfg.training_fractions[self.trainset_index]}) does "
-                f"not exist yet; create it with `python scripts/create_training_dataset.py config={cfg.path} "
+                f"not exist yet; create it with `lightning-dlc create-training-dataset config={cfg.path} "
                 f"Shuffles=[{self.shuffle}]` or lightning_dlc.api.create_training_dataset(config, "
                 f"Shuffles=[{self.shuffle}])"))
         train, test = load_shuffle(cfg, self.shuffle, self.trainset_index)

@@ -1,6 +1,6 @@
 """The built-in demo: a small, deterministic DeepLabCut project of synthetic fish.
 
-It is what ``python scripts/train.py`` trains on by default and what the tests use:
+It is what ``lightning-dlc train`` trains on by default and what the tests use:
 a real DeepLabCut project folder (config.yaml with comments, labeled-data with
 CollectedData .h5/.csv, a video) that DeepLabCut itself can open, plus the
 ground-truth tracks of every frame of the video for tracking tests.

@@ -1,6 +1,6 @@
 """Evaluation reports: snapshots -> predictions on the train and test images -> metrics, tables, labeled images.
 
-:func:`evaluate_snapshots` is what ``scripts/evaluate.py`` and ``api.evaluate_network`` run.
+:func:`evaluate_snapshots` is what ``lightning-dlc evaluate`` and ``api.evaluate_network`` run.
 For each snapshot it predicts the train and test images of the split the run trained on
 (:mod:`lightning_dlc.inference.predict`), scores them with
 :func:`~lightning_dlc.evaluation.metrics.compute_metrics` (DeepLabCut's numbers) and writes,
@@ -315,7 +315,7 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
             for existing in (target.h5, target.results_csv, target.keypoint_csv, target.images):
                 if existing.exists():
                     raise ProjectError(existing, f"{target.path.name} was evaluated before; pass overwrite=True "
-                                                 "(scripts/evaluate.py: overwrite=true) to replace its results")
+                                                 "(lightning-dlc evaluate: overwrite=true) to replace its results")
 
     all_rows = []
     for target, data in targets:

@@ -71,7 +71,7 @@ def load_model(snapshot: str | Path | Mapping, device: str | torch.device | None
     missing = [k for k in ("state_dict", "run_config", "project_meta") if k not in snapshot]
     if missing or "model" not in (snapshot.get("run_config") or {}):
         raise ValueError(f"{where}: not a lightning_dlc snapshot (missing {missing or ['run_config.model']}); "
-                         "snapshots written by scripts/train.py or api.train_network carry them")
+                         "snapshots written by lightning-dlc train or api.train_network carry them")
     from omegaconf import OmegaConf
 
     # the snapshot's weights replace any a fine-tuned run started from

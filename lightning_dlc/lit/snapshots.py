@@ -43,7 +43,7 @@ class Snapshots(L.Callback):
     ``dlc_snapshots``: also write DeepLabCut's ``<name>.pt`` beside each ``<name>.ckpt`` (its format,
     ``{"model": state_dict, "metadata": {"epoch", "metrics", "losses"}}``, weights only as DeepLabCut's
     default ``save_optimizer_state: false``), kept and removed with it. A ResNet-50's is ~95 MB; set
-    false to save the disk and write them later with ``scripts/export.py``.
+    false to save the disk and write them later with ``lightning-dlc export``.
     """
 
     def __init__(self, dirpath: str | Path, save_epochs: int = 25, max_snapshots: int = 5,

@@ -1,6 +1,6 @@
 """``train(cfg)``: a composed config in, a trained run folder and its key metric out.
 
-``scripts/train.py`` (Hydra) and :func:`lightning_dlc.api.train_network` both call it; it is
+``lightning-dlc train`` (Hydra) and :func:`lightning_dlc.api.train_network` both call it; it is
 importable and testable without Hydra's command line. A top-down run (``model=top_down_*`` or
 ``rtmpose_*`` with ``detector=<name>``) trains in two stages, the detector first
 (``snapshot-detector-NNN.ckpt``), then the pose model (``snapshot-NNN.ckpt``), in one run folder;

@@ -89,7 +89,7 @@ def export_run(run: str | Path, config: str | Path, shuffle: int = 1, trainset_i
                      if p.exists()]
         if existing:
             raise ProjectError(existing[0], "DeepLabCut's model folder for this shuffle is taken; pass overwrite=True "
-                                            "(scripts/export.py: overwrite=true) to replace its files")
+                                            "(lightning-dlc export: overwrite=true) to replace its files")
     # the config first: a model DeepLabCut cannot express stops the export before any file is written
     net_type = net_type or model_net_type(run_config, run)
     pytorch_config = pytorch_config_from_run(run_config, cfg.meta(), net_type=net_type, project=cfg)

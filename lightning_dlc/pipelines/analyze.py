@@ -1,5 +1,5 @@
 """Video analysis, then tracking from its files (``auto_track``): what ``api.analyze_videos`` and
-``scripts/analyze_videos.py`` run. Tracking starts after analysis has written its files, never inside it:
+``lightning-dlc analyze-videos`` run. Tracking starts after analysis has written its files, never inside it:
 inference knows nothing of tracking.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A training run folder as the scripts name it (``run=``) -> the project's config.yaml and the snapshot file,
-the arguments the api functions take (scripts/track.py, scripts/create_labeled_video.py)."""
+the arguments the api functions take (lightning-dlc track, lightning-dlc create-labeled-video)."""
 from __future__ import annotations
 
 from pathlib import Path

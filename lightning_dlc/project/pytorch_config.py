@@ -146,7 +146,7 @@ def pytorch_config_from_run(run_config: Mapping, meta: ProjectMeta, *, net_type:
     """DeepLabCut 3.0.2's ``pytorch_config.yaml`` (as a dict) for a model we trained.
 
     ``run_config``: the composed run config (a snapshot's ``run_config``); ``net_type``: DeepLabCut's
-    name of the model (default ``run_config["net_type"]``, which scripts/train.py and
+    name of the model (default ``run_config["net_type"]``, which lightning-dlc train and
     api.train_network record; ``top_down_resnet_50``, ``rtmpose_s`` ...); ``meta``: the project's
     metadata the model was built for; ``project``: its config.yaml (for DeepLabCut's metadata paths,
     ``individuals`` of single-animal projects and ``paf_best``); ``paf_graph``: the PAF head's edges

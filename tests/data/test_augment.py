@@ -8,9 +8,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc.data.augment import BatchAugment, pairs_from_names
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "augment"
+CONF = CONF_DIR / "augment"
 NAN = float("nan")
 
 

@@ -7,11 +7,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc import api
 from lightning_dlc.data.datamodule import PoseDataModule
 from lightning_dlc.project import ProjectError, load_shuffle
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
+CONF = CONF_DIR / "data"
 SMALL_DEMO = dict(n_frames=20, n_labeled=10, size=64, n_fish=2)
 
 
@@ -66,7 +67,7 @@ def test_dlc_openfield_missing_shuffle_then_created(openfield):
         dm.setup()
     message = str(err.value)
     assert "shuffle 1" in message and "does not exist" in message
-    assert f"scripts/create_training_dataset.py config={openfield}" in message
+    assert f"lightning-dlc create-training-dataset config={openfield}" in message
     assert "lightning_dlc.api.create_training_dataset" in message
 
     api.create_training_dataset(openfield)

@@ -13,6 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.evaluation.metrics import compute_metrics
@@ -166,7 +167,7 @@ def test_script_evaluates_a_run(trained, tmp_path):
 
 def untrained_snapshot(config: Path, run: Path, *overrides: str) -> Path:
     """A snapshot of a freshly built (untrained) demo-preset model, as training would store it."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"data.project={config.parent}", "data.num_workers=0",
                                           f"output_dir={run}", *overrides])
     meta = ProjectConfig.read(config).meta()

@@ -18,6 +18,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.data.demo_scene import render_scene
@@ -191,7 +192,7 @@ def test_files_have_deeplabcuts_layout(trained, tmp_path):
 def test_multi_animal_assemblies_blank_frames_and_crop(trained, tmp_path):
     """An untrained 3-fish model with a unique bodypart: 4-level table, assemblies, empty ones for blank frames."""
     config = make_demo_project(tmp_path / "multi", n_frames=12, n_labeled=6, size=64, unique_bodyparts=True)
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"data.project={config.parent}", "model.backbone.name=regnetx_002",
                                           f"output_dir={tmp_path / 'run'}"])
     meta = ProjectConfig.read(config).meta()

@@ -23,6 +23,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.inference import chunks as chunks_mod
 from lightning_dlc.inference.analyze import analyze_video, analyze_videos
@@ -61,7 +62,7 @@ print("STATUS", s.status, s.error, flush=True)
 
 def _snapshot(config: Path, path: Path, seed: int) -> Path:
     """An untrained single-animal model saved as a snapshot; two seeds, two snapshots with one scorer."""
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"data.project={config.parent}", "data.demo.multianimal=false",
                                           "model.backbone.name=regnetx_002", "model.backbone.pretrained=false",
                                           f"output_dir={path.parent}"])

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.data.demo import demo_meta
 from lightning_dlc.data.demo_scene import render_scene
 from lightning_dlc.data.video_writer import write_video
@@ -23,7 +24,6 @@ from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.preprocess import normalize_images
 from video_frames import decode_rgb  # tests/video_frames.py
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 WIDTH, HEIGHT, N_FRAMES = 100, 90, 10  # neither a multiple of 32: the network input is padded
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.data.demo import demo_meta
 from lightning_dlc.inference import analyze, malloc
 from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.models.pose_model import model_from_config
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 class _FakeLibc:

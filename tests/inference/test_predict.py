@@ -8,6 +8,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc import api
 from lightning_dlc.data.dataset import PoseDataset, collate_pose
 from lightning_dlc.data.demo import make_demo_project
@@ -16,7 +17,6 @@ from lightning_dlc.lit.pose import PoseModule
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project import ProjectConfig, load_shuffle
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.inference.features import APPEARANCE_CHANNELS, feature_channels
 from lightning_dlc.inference.predict import predict_batch
@@ -19,7 +20,6 @@ from lightning_dlc.project.records import ProjectMeta
 
 pytestmark = pytest.mark.slow  # trains a model for its fixture
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 META = ProjectMeta(bodyparts=("front", "middle", "back"), individuals=("red", "blue"), identity=True)
 SIZE, SIDE = 96, 20
 

@@ -6,9 +6,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.lit.schedulers import LRListScheduler, build_scheduler
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUPS = ["data", "model", "detector", "optimizer", "scheduler", "logger", "trainer", "augment", "experiment"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 

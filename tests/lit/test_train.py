@@ -5,12 +5,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.lit.snapshots import load_snapshot
 from lightning_dlc.lit.train import train
 
 pytestmark = pytest.mark.slow  # trains models end to end
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def tiny_overrides(project: Path, out: Path, *extra: str) -> list[str]:

@@ -9,9 +9,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import nn
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.detectors import DETECTORS, Detector, build_detector, head_classes, keep_classes
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 # small inputs and few proposals: seconds on a CPU
 FEW = dict(rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
            rpn_post_nms_top_n_test=50, box_batch_size_per_image=32)

@@ -14,6 +14,7 @@ import torch
 from dlc_peer import Largest, run_peer
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.heads.dekr import DEKRHead
 from lightning_dlc.models.heads.dekr_decode import decode_dekr, local_maxima
 from lightning_dlc.models.heads.dekr_targets import animal_areas, dekr_targets, with_centres
@@ -22,7 +23,6 @@ from lightning_dlc.project.records import ProjectMeta
 
 pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPES = ["dekr_w18", "dekr_w32", "dekr_w48"]
 BODYPARTS = ["snout", "ear", "tail"]
 SINGLE = {"bodyparts": BODYPARTS, "multianimal": False, "unique_bodyparts": ["feeder"]}

@@ -13,6 +13,7 @@ import torch
 from dlc_peer import run_peer
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.heads import losses
 from lightning_dlc.models.heads.heatmap_targets import heatmap_targets, locref_targets
 from lightning_dlc.models.pose_model import model_from_config
@@ -20,7 +21,6 @@ from lightning_dlc.project.records import SINGLE_ANIMAL, ProjectMeta
 
 pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 BACKBONES = ["resnet_50", "resnet_101", "hrnet_w18", "hrnet_w32", "hrnet_w48"]
 CSPNEXT = ["cspnext_s", "cspnext_m", "cspnext_x"]
 SIGMOID = {"model.heads.bodypart.predictor.apply_sigmoid": True, "model.heads.bodypart.predictor.clip_scores": False}

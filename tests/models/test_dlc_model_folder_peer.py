@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from dlc_peer import run_peer
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.evaluation.metrics import compute_metrics
@@ -33,7 +34,6 @@ from lightning_dlc.models.snapshot_files import find_snapshots, load_snapshot
 from lightning_dlc.project.pytorch_config import PYTORCH_CONFIG, read_pytorch_config
 
 pytestmark = pytest.mark.slow
-CONF = Path(__file__).resolve().parents[2] / "conf"
 SIDE = "dlc_model_folder_side"  # tests/peer/dlc_model_folder_side.py, on DeepLabCut's path
 TINY = ["data.num_workers=0", "data.batch_size=4", "trainer.max_epochs=1", "snapshots.save_epochs=1",
         "trainer.enable_progress_bar=false", "~logger"]

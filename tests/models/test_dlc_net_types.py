@@ -12,12 +12,12 @@ import torch
 from dlc_peer import run_peer
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project.records import ProjectMeta
 
 pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 # Conditional top-down (ctd_*) is its own issue: models that take a pose as input besides the image.
 NOT_YET = ("ctd_",)
 PROJECTS = {

@@ -18,6 +18,7 @@ import torch
 from dlc_peer import Largest, run_peer
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.heads.identity import IdentityHead, identity_targets
 from lightning_dlc.models.heads.paf import PafHead, paf_graph
 from lightning_dlc.models.heads.paf_assembly import predict_paf
@@ -27,7 +28,6 @@ from lightning_dlc.project.records import ProjectMeta
 
 pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPES = ["resnet_50", "resnet_101", "hrnet_w18", "hrnet_w32", "hrnet_w48", "cspnext_s", "cspnext_m",
              "cspnext_x", "dlcrnet_stride16_ms5", "dlcrnet_stride32_ms5"]
 FORWARD = ["dlcrnet_stride16_ms5", "dlcrnet_stride32_ms5", "resnet_50", "hrnet_w18", "cspnext_s"]

@@ -13,13 +13,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from dlc_peer import run_peer
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.heads.simcc import default_sigma, kl_discrete_loss, simcc_decode, simcc_targets
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project.records import ProjectMeta
 
 pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPES = ("rtmpose_s", "rtmpose_m", "rtmpose_x")
 BODYPARTS = ("snout", "left_ear", "right_ear", "tail")
 META = ProjectMeta(bodyparts=BODYPARTS, individuals=("a", "b"))

@@ -14,6 +14,7 @@ import torch
 from dlc_peer import run_peer
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.heads.tokenpose import TokenPoseHead
 from lightning_dlc.models.necks.tokenpose import TokenPoseNeck, tokenpose_sine_embedding
 from lightning_dlc.models.pose_model import PoseModel, model_from_config
@@ -22,7 +23,6 @@ from lightning_dlc.project.records import ProjectMeta
 
 pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 NET_TYPE = "animaltokenpose_base"
 DLC = "deeplabcut.pose_estimation_pytorch"
 SINGLE = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("single",))

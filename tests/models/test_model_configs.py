@@ -5,12 +5,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.models.heads.heatmap import HeatmapHead
 from lightning_dlc.models.heads.paf import PafHead, paf_graph
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project.records import ProjectMeta
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 TOP_DOWN = ("top_down_", "rtmpose_")  # tests/models/test_top_down.py builds those
 FIXED_CROP = ("animaltokenpose_",)  # top-down on 256 x 256 crops only: tests/models/test_dlc_tokenpose_models.py
 NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith(TOP_DOWN + FIXED_CROP))

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc.models.heads.simcc import (
     GatedAttentionUnit,
     ScaleNorm,
@@ -244,7 +245,7 @@ def test_simcc_head_set_builds_on_whole_single_animal_images():
     from lightning_dlc.models.pose_model import model_from_config
     from lightning_dlc.project.records import ProjectMeta
 
-    conf = Path(__file__).resolve().parents[2] / "conf"
+    conf = CONF_DIR
     with initialize_config_dir(str(conf), version_base="1.3"):
         cfg = compose("train", overrides=["model=resnet_18", "heads@model.heads=simcc",
                                           "model.backbone.pretrained=false",

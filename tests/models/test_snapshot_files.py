@@ -9,6 +9,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.inference import load_model
@@ -20,7 +21,6 @@ from lightning_dlc.models.snapshot_files import (find_snapshots, init_from_snaps
 from lightning_dlc.project import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def touch(folder: Path, *names: str) -> None:

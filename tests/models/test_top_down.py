@@ -5,6 +5,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from lightning_dlc.config_compose import CONF_DIR as CONF
 from lightning_dlc.data.crops import crop_images, crop_transforms, from_crop
 from lightning_dlc.models.heads.simcc import SimCCHead
 from lightning_dlc.models.pose_model import model_from_config
@@ -12,7 +13,6 @@ from lightning_dlc.models.preprocess import normalize_images
 from lightning_dlc.models.top_down import TopDown
 from lightning_dlc.project.records import ProjectMeta
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 TOP_DOWN = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem.startswith(("top_down_", "rtmpose_")))
 MULTI = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("a", "b", "c"), unique_bodyparts=("feeder",))
 HEAVY = {"top_down_resnet_101", "top_down_hrnet_w48", "top_down_cspnext_x", "rtmpose_x", "top_down_resnet_50", "rtmpose_m"}

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc.project import load_dlc_project, load_shuffle
 
 pytestmark = pytest.mark.slow  # runs the scripts in subprocesses
@@ -74,7 +75,7 @@ def _untrained_run_with_analysis(tmp_path):
 
     config = make_demo_project(tmp_path / "fish", n_frames=12, n_labeled=8, size=64)
     api.create_training_dataset(config)
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=dlc", f"data.project={config}", "data.num_workers=0",
                                           "model=resnet_18", "model.backbone.name=regnetx_002",
                                           "model.backbone.pretrained=false", f"output_dir={tmp_path / 'run'}"])
