@@ -39,8 +39,8 @@ PROJECT = SHARED / "data/openfield-Pranav-2018-10-30"
 VIDEO = PROJECT / "videos/m3v1mp4.mp4"
 
 
-def make_snapshot(model: str, out: Path) -> Path:
-    """A from-scratch snapshot of ``model`` for openfield (what training would save, untrained)."""
+def make_snapshot(model: str, out: Path, config: Path = PROJECT / "config.yaml") -> Path:
+    """A from-scratch snapshot of ``model`` for a project (openfield by default): what training would save, untrained."""
     import torch
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -48,8 +48,9 @@ def make_snapshot(model: str, out: Path) -> Path:
     from lightning_dlc.models.pose_model import model_from_config
     from lightning_dlc.project import ProjectConfig
 
-    config = PROJECT / "config.yaml"
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    from lightning_dlc.config_compose import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=dlc", f"data.project={config}", f"model={model}",
                                           "model.backbone.pretrained=false", f"output_dir={out}"])
     meta = ProjectConfig.read(config).meta()
@@ -66,12 +67,12 @@ def make_snapshot(model: str, out: Path) -> Path:
     return path
 
 
-def make_clip(frames: int, out: Path) -> Path:
-    """The first ``frames`` frames of the openfield video, H.264 (the peer script's clip)."""
+def make_clip(frames: int, out: Path, video: Path = VIDEO) -> Path:
+    """The first ``frames`` frames of ``video`` (openfield's: the peer script's clip), H.264."""
     import imageio_ffmpeg
 
     clip = out / f"clip{frames}.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(VIDEO),
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(video),
                     "-frames:v", str(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
     return clip
 

@@ -97,7 +97,8 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
 
 def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plotting: bool = False,
                      snapshots: str = "best", overwrite: bool = False, Shuffles=None, device: str = "auto",
-                     pcutoff: float | None = None, batch_size: int | None = None, detector_snapshot_index=None):
+                     pcutoff: float | None = None, batch_size: int | None = None, detector_snapshot_index=None,
+                     precision: str = "auto"):
     """DeepLabCut's evaluate_network: the shuffles' snapshots on their train and test images.
 
     Snapshots are read from each shuffle's ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -108,7 +109,8 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
     ``results.csv``), and ``evaluation-results-pytorch/iteration-<i>/CombinedEvaluation-results.csv``.
     A snapshot evaluated before stops the call unless ``overwrite=True``. ``trainingsetindex``
     may be ``"all"``; ``Shuffles`` is accepted as DeepLabCut's spelling. A top-down model's detector:
-    ``detector_snapshot_index``, else config.yaml's ``detector_snapshotindex``. Returns the results
+    ``detector_snapshot_index``, else config.yaml's ``detector_snapshotindex``. ``precision``: ``auto`` (bf16 where
+    native, fp16 on other CUDA GPUs, else fp32), ``32`` (DeepLabCut's), ``bf16`` or ``16``. Returns the results
     (one row per snapshot and split) of every shuffle, with a ``shuffle`` column.
     """
     import pandas as pd
@@ -132,7 +134,7 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
             table = evaluate_snapshots(train_dir, snapshots, plotting=plotting, out_dir=out, overwrite=overwrite,
                                        project=cfg.path, device=device, pcutoff=pcutoff, batch_size=batch_size,
                                        combined_csv=results_root / COMBINED_CSV, dlc_image_names=True,
-                                       detector=_detector_index(cfg, detector_snapshot_index))
+                                       detector=_detector_index(cfg, detector_snapshot_index), precision=precision)
             tables.append(table.assign(shuffle=shuffle, trainingsetindex=index))
     return pd.concat(tables, ignore_index=True)
 
@@ -190,7 +192,7 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     ``<video><scorer>.h5``, ``_full.pickle``, ``_meta.pickle``, ``_assemblies.pickle`` (multi-animal),
     ``.csv`` with ``save_as_csv``. ``cropping`` ``[x1, x2, y1, y2]``; by default config.yaml's ``x1,
     x2, y1, y2`` when it says ``cropping: true`` (DeepLabCut's rule). An analyzed video is skipped
-    unless ``overwrite``. ``options``: ``reader`` (auto, dali, opencv), ``precision`` (32, bf16, 16),
+    unless ``overwrite``. ``options``: ``reader`` (auto, dali, opencv), ``precision`` (auto, 32, bf16, 16),
     ``channels_last``, ``compile``, ``chunk_frames``, ``blank_threshold``, ``progress``, ``verbose``.
     ``auto_track`` (multi-animal): then tracklets and stitched tracks (:func:`convert_detections2tracklets`,
     :func:`stitch_tracklets` with ``track_method``) for every analyzed video; with a model trained with
@@ -228,7 +230,7 @@ def analyze_images(config, images_or_folder, shuffle: int = 1, trainingsetindex:
 
     Writes ``image_predictions_<scorer>.h5`` (rows: image paths; DeepLabCut's columns) and
     ``.json`` in ``destfolder`` (``output_dir``, DeepLabCut's name, also works; default: the
-    images' folder). ``options``: ``precision``, ``channels_last``, ``progress``, ``verbose``. A top-down
+    images' folder). ``options``: ``precision`` (auto, 32, bf16, 16), ``channels_last``, ``progress``, ``verbose``. A top-down
     model's detector as :func:`analyze_videos` chooses it (``detector_snapshot_index``).
     Returns the .h5 path.
     """
@@ -483,8 +485,34 @@ def transformer_reID(config, videos, n_tracks: int | None = None, shuffle: int =
                                                 videotype)]
 
 
-def export_model(config, run, shuffle: int = 1, trainingsetindex: int = 0, snapshots: str = "all",
-                 overwrite: bool = False, net_type: str | None = None) -> Path:
+def export_model(config, shuffle: int = 1, trainingsetindex: int = 0, snapshotindex=None, iteration=None,
+                 TFGPUinference: bool = True, overwrite: bool = False, make_tar: bool = True, wipepaths: bool = False,
+                 without_detector: bool = False, modelprefix: str = "", engine=None,
+                 detector_snapshot_index=None) -> list[Path]:
+    """DeepLabCut's export_model (PyTorch engine): the shuffle's model for DeepLabCut-Live.
+
+    Writes ``exported-models-pytorch/DLC_<Task>_NetType.<NET_TYPE>_iteration-<i>_shuffle-<n>/<that name>
+    [_snapshot-detector<uid>]_snapshot-<uid>.pt`` (``{"config", "pose"[, "detector"]}``; DeepLabCut 3.0.2's
+    names, ``uid`` the epoch or ``best-<epoch>``) for each snapshot
+    of the shuffle's model folder chosen by ``snapshotindex`` (None: config.yaml's ``snapshotindex``) and,
+    for a top-down model unless ``without_detector``, by ``detector_snapshot_index`` (DeepLabCut's
+    ``pose_estimation_pytorch`` argument; None: config.yaml's ``detector_snapshotindex``). ``wipepaths``
+    removes this machine's paths from the config. A file exported before is kept unless ``overwrite``, as
+    DeepLabCut does. ``TFGPUinference`` and ``make_tar`` are TensorFlow's, accepted and unused (as
+    DeepLabCut does for PyTorch models); ``engine`` may only be PyTorch. Returns the export files.
+    A run folder of ours goes to the model folder first: :func:`export_run`.
+    """
+    from lightning_dlc.models.export import export_model as _export_model
+
+    if engine is not None and str(getattr(engine, "name", engine)).lower() not in ("pytorch", "torch"):
+        raise ValueError(f"engine {engine!r}: only PyTorch models are exported here (TensorFlow's are not built)")
+    return _export_model(config, shuffle=shuffle, trainset_index=trainingsetindex, snapshot_index=snapshotindex,
+                         detector_snapshot_index=detector_snapshot_index, iteration=iteration, overwrite=overwrite,
+                         wipe_paths=wipepaths, without_detector=without_detector, modelprefix=modelprefix)
+
+
+def export_run(config, run, shuffle: int = 1, trainingsetindex: int = 0, snapshots: str = "all",
+               overwrite: bool = False, net_type: str | None = None) -> Path:
     """A ``lightning-dlc train`` run folder -> the shuffle's DeepLabCut model folder
     (``dlc-models-pytorch/iteration-<i>/<shuffle>/train``: ``snapshot-NNN.pt``, ``pytorch_config.yaml``,
     ``test/pose_cfg.yaml``), so DeepLabCut 3.0.2 (and every function here) uses the model. DeepLabCut's
@@ -493,3 +521,28 @@ def export_model(config, run, shuffle: int = 1, trainingsetindex: int = 0, snaps
 
     return export_run(run, config, shuffle=shuffle, trainset_index=trainingsetindex, snapshots=snapshots,
                       overwrite=overwrite, net_type=net_type)
+
+
+def export_onnx(config_or_run, shuffle: int = 1, trainingsetindex: int = 0, snapshot="best", out=None,
+                overwrite: bool = False, detector_snapshot_index=None, opset: int = 17) -> Path:
+    """Ours: a trained pose model (and a top-down model's detector) as ONNX, plus the JSON sidecar decoding needs.
+
+    ``config_or_run``: a project's config.yaml (the shuffle's model folder; ``snapshot`` chosen as in
+    :func:`analyze_videos`, the detector by ``detector_snapshot_index``), a run folder of ``lightning-dlc
+    train`` or a DeepLabCut ``train/`` folder (``snapshot``: best, last, DeepLabCut's index), or a snapshot
+    file. Files go to ``out`` (default ``<snapshot folder>/onnx``), each replaced only with ``overwrite``.
+    ``analyze_videos(..., backend="onnxruntime")`` runs them. Needs ``pip install lightning_dlc[onnx]``.
+    Returns the sidecar's path (the ``.onnx`` beside it; :mod:`lightning_dlc.inference.onnx_runner`).
+    """
+    from lightning_dlc.inference.onnx_runner import export_snapshot_onnx
+    from lightning_dlc.inference.scorer import snapshot_from_args
+
+    where = Path(config_or_run)
+    if where.suffix in (".yaml", ".yml") or (where / "config.yaml").is_file():
+        cfg = as_config(config_or_run)
+        path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
+        detector, project = _trained_detector(cfg, path, detector_snapshot_index), cfg.path
+    else:
+        path = snapshot_from_args(where, snapshot) if where.is_dir() else snapshot_from_args(None, str(where))
+        detector, project = "auto", None
+    return export_snapshot_onnx(path, out, detector=detector, project=project, overwrite=overwrite, opset=opset)

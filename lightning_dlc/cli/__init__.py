@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,7 +42,10 @@ def usage() -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
+        try:
+            print(usage())
+        except BrokenPipeError:  # `lightning-dlc --help | head`: the reader has what it wanted;
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

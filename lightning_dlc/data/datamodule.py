@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from torch.utils.data import DataLoader
 
 from lightning_dlc.data.dataset import PoseDataset, collate_pose
@@ -205,6 +207,14 @@ class PoseDataModule(L.LightningDataModule):
     def collate_fn(self):
         return functools.partial(collate_pose, pad_multiple=self.pad_multiple)
 
+    def _pin(self) -> bool:
+        """``pin_memory`` only helps copies to a CUDA device: elsewhere torch warns and ignores it."""
+        if not self.pin_memory:
+            return False
+        if self.trainer is not None:  # the Trainer's choice (accelerator=cpu on a CUDA machine: no pinning)
+            return isinstance(self.trainer.accelerator, CUDAAccelerator)
+        return torch.cuda.is_available()
+
     def _loader(self, dataset: PoseDataset, train: bool) -> DataLoader:
         return DataLoader(
             dataset,
@@ -212,7 +222,7 @@ class PoseDataModule(L.LightningDataModule):
             shuffle=train,
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self._pin(),
             persistent_workers=self.num_workers > 0,
             collate_fn=self.collate_fn,
         )

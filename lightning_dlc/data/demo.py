@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from lightning_dlc.data.demo_scene import BODYPARTS, HardScene, render_scene
+from lightning_dlc.data.demo_scene import HardScene, bodyparts, render_scene
 from lightning_dlc.data.video_writer import write_video
 from lightning_dlc.project.config import ProjectConfig, parse_yaml
 from lightning_dlc.project.errors import ProjectError
@@ -91,13 +92,24 @@ move2corner: true
 """
 
 
-def demo_meta(multianimal: bool = True, n_fish: int = 3, unique_bodyparts: bool = False) -> ProjectMeta:
+def demo_meta(multianimal: bool = True, n_fish: int = 3, unique_bodyparts: bool = False,
+              n_bodyparts: int = 5) -> ProjectMeta:
+    names = bodyparts(n_bodyparts)
     return ProjectMeta(
-        bodyparts=BODYPARTS,
+        bodyparts=names,
         individuals=tuple(f"fish{i + 1}" for i in range(n_fish)) if multianimal else (SINGLE_ANIMAL,),
         unique_bodyparts=UNIQUE_BODYPARTS if multianimal and unique_bodyparts else (),
-        skeleton=tuple(zip(BODYPARTS[:-1], BODYPARTS[1:])),
+        skeleton=tuple(zip(names[:-1], names[1:])),
     )
+
+
+def frame_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """``(width, height)`` of the demo video: ``size`` is one side of a square or ``[width, height]``."""
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    if len(size) != 2:
+        raise ValueError(f"size must be an int or [width, height], got {size!r}")
+    return int(size[0]), int(size[1])
 
 
 def _config(root: Path, meta: ProjectMeta, multianimal: bool, width: int, height: int,
@@ -117,15 +129,17 @@ def _config(root: Path, meta: ProjectMeta, multianimal: bool, width: int, height
 
 
 def make_demo_project(out: str | Path, multianimal: bool = True, n_fish: int = 3, n_frames: int = 300,
-                      n_labeled: int = 80, size: int = 256, fps: float = 30.0, seed: int = 0,
+                      n_labeled: int = 80, size: int | Sequence[int] = 256, fps: float = 30.0, seed: int = 0,
                       unique_bodyparts: bool = False, overwrite: bool = False, scene: str | HardScene = "default",
-                      look_alike: bool = False, identity: bool = False) -> Path:
+                      look_alike: bool = False, identity: bool = False, n_bodyparts: int = 5) -> Path:
     """Write the demo project to ``out`` and return its config.yaml path.
 
     ``scene``/``look_alike``: which scene (:func:`render_scene`; ``"hard"``: fish that touch, leave
     the frame and come back). Individuals keep their names in every frame (fish1 is always the
     same fish), so ``identity=True`` (written to config.yaml) can learn them; with ``look_alike``
-    there is nothing to learn them from.
+    there is nothing to learn them from. ``size``: one side of square frames, or ``[width, height]``
+    (``[1296, 972]``, ``n_fish=10``, ``n_bodyparts=9``: a cichlid lab's recordings, what
+    benchmarks/multi_animal_speed.py analyzes); ``n_bodyparts``: 5 or 9 keypoints per fish.
 
     Labels are the scene's true keypoints where visible (hidden ones are left
     unlabeled, as a person would); ``videos/fishtank_groundtruth.h5`` holds every
@@ -140,9 +154,10 @@ def make_demo_project(out: str | Path, multianimal: bool = True, n_fish: int = 3
         raise ValueError(f"n_labeled must be in [1, n_frames={n_frames}], got {n_labeled}")
     if identity and not multianimal:
         raise ValueError("identity=True needs a multi-animal project")
-    scene = render_scene(n_frames=n_frames, n_fish=n_fish, width=size, height=size, fps=fps, seed=seed,
-                         scene=scene, look_alike=look_alike)
-    meta = demo_meta(multianimal, n_fish, unique_bodyparts)
+    width, height = frame_size(size)
+    scene = render_scene(n_frames=n_frames, n_fish=n_fish, width=width, height=height, fps=fps, seed=seed,
+                         scene=scene, look_alike=look_alike, n_bodyparts=n_bodyparts)
+    meta = demo_meta(multianimal, n_fish, unique_bodyparts, n_bodyparts)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -13,6 +13,8 @@ import numpy as np
 
 # Anatomy along the body as a fraction of snout-to-tailtip length.
 KEYPOINT_U = np.array([0.0, 0.13, 0.40, 0.78, 1.0])  # one per bodypart
+# The 9-bodypart fish: the five above plus gill, pectoral, anal fin and the middle of the tail fin.
+KEYPOINT_U_9 = np.array([0.0, 0.13, 0.22, 0.31, 0.40, 0.59, 0.78, 0.89, 1.0])
 U_NOSE = 0.22          # end of the rounded head, widest point of the body
 U_TAILBASE = 0.78      # caudal peduncle: body ends, tail fin begins
 U_ANCHOR = 0.5         # the point that follows the trajectory
@@ -246,10 +248,10 @@ def swim_spines(pos, heading, curvature, speed, rngs, fps: float, length):
     return spine - spine[:, :, ANCHOR_INDEX:ANCHOR_INDEX + 1] + pos[:, :, None, :]
 
 
-def spine_keypoints(spine: np.ndarray) -> np.ndarray:
-    """Keypoints [..., n_bodyparts, 2] by linear interpolation along the drawn polyline, so they lie
-    on the drawn midline."""
-    pos = KEYPOINT_U * (N_SPINE - 1)
+def spine_keypoints(spine: np.ndarray, u: np.ndarray = KEYPOINT_U) -> np.ndarray:
+    """Keypoints [..., n_bodyparts, 2] at fractions ``u`` of the body length, by linear interpolation
+    along the drawn polyline, so they lie on the drawn midline."""
+    pos = u * (N_SPINE - 1)
     lo = np.minimum(np.floor(pos).astype(int), N_SPINE - 2)
     frac = (pos - lo)[:, None]
     return spine[:, :, lo] * (1 - frac) + spine[:, :, lo + 1] * frac

@@ -15,10 +15,21 @@ from statistics import NormalDist
 import cv2
 import numpy as np
 
-from lightning_dlc.data.demo_motion import (HALF_WIDTH, N_SPINE, SPINE_U, TAILBASE_INDEX, U_NOSE, U_TAILBASE,
-                                            default_paths, hard_paths, spine_keypoints, swim_spines)
+from lightning_dlc.data.demo_motion import (HALF_WIDTH, KEYPOINT_U, KEYPOINT_U_9, N_SPINE, SPINE_U, TAILBASE_INDEX,
+                                            U_NOSE, U_TAILBASE, default_paths, hard_paths, spine_keypoints,
+                                            swim_spines)
 
 BODYPARTS = ("snout", "head", "dorsal", "tailbase", "tailtip")
+BODYPARTS_9 = ("snout", "head", "gill", "pectoral", "dorsal", "anal", "tailbase", "tailmid", "tailtip")
+# n_bodyparts -> (names, fractions of the body length from the snout)
+BODYPART_SETS = {5: (BODYPARTS, KEYPOINT_U), 9: (BODYPARTS_9, KEYPOINT_U_9)}
+
+
+def bodyparts(n_bodyparts: int = 5) -> tuple[str, ...]:
+    """The demo fish's bodypart names: 5 (the default) or 9."""
+    if n_bodyparts not in BODYPART_SETS:
+        raise ValueError(f"n_bodyparts must be one of {sorted(BODYPART_SETS)}, got {n_bodyparts}")
+    return BODYPART_SETS[n_bodyparts][0]
 
 _LENGTH_FRAC = 0.23   # snout-to-tailtip length / min(width, height)
 _TIP_PAD = 1.0        # px the outline reaches past snout and tailtip, so those keypoints sit on the fish
@@ -297,7 +308,7 @@ def _draw_feeder(img: np.ndarray, center: np.ndarray, radius: float) -> None:
 
 def render_scene(n_frames: int = 300, n_fish: int = 3, width: int = 256, height: int = 256,
                  fps: float = 30.0, seed: int = 0, scene: str | HardScene = "default",
-                 look_alike: bool = False) -> DemoScene:
+                 look_alike: bool = False, n_bodyparts: int = 5) -> DemoScene:
     """Render the scene. Same arguments, same bits.
 
     n_fish=0 renders the empty tank (same background and sensor noise as any n_fish for that
@@ -306,7 +317,9 @@ def render_scene(n_frames: int = 300, n_fish: int = 3, width: int = 256, height:
 
     ``scene="hard"`` (or a :class:`HardScene` of knobs): fish that touch, leave the frame and come
     back, and look nearly alike (``look_alike=True``: exactly alike); see :class:`HardScene`.
+    ``n_bodyparts``: 5 (:data:`BODYPARTS`) or 9 (:data:`BODYPARTS_9`) keypoints on the same fish.
     """
+    names = bodyparts(n_bodyparts)
     if n_frames < 1 or n_fish < 0 or width < 32 or height < 32 or fps <= 0:
         raise ValueError(f"bad scene size: n_frames={n_frames} n_fish={n_fish} {width}x{height} fps={fps}")
     hard = hard_scene(scene, look_alike)
@@ -332,7 +345,8 @@ def render_scene(n_frames: int = 300, n_fish: int = 3, width: int = 256, height:
         spine = swim_spines(pos, heading, curvature, speed, fish_rngs, float(fps), np.array(lengths))
     else:
         spine = np.zeros((n_frames, 0, N_SPINE, 2))
-    keypoints = spine_keypoints(spine) if n_fish else np.zeros((n_frames, 0, len(BODYPARTS), 2))
+    keypoints = (spine_keypoints(spine, BODYPART_SETS[n_bodyparts][1]) if n_fish
+                 else np.zeros((n_frames, 0, len(names), 2)))
     # One fish at a time: each has its own body length.
     shapes = [_Shapes(spine[:, i:i + 1], lengths[i]) for i in range(n_fish)]
     if hard is None:
@@ -348,7 +362,7 @@ def render_scene(n_frames: int = 300, n_fish: int = 3, width: int = 256, height:
     noise_rng = np.random.default_rng(ss_noise)
 
     frames = np.empty((n_frames, height, width, 3), np.uint8)
-    visible = np.zeros((n_frames, n_fish, len(BODYPARTS)), bool)
+    visible = np.zeros((n_frames, n_fish, len(names)), bool)
     labels = np.zeros((height, width), np.uint8)
     kp_col = np.clip(np.rint(keypoints[..., 0]), 0, width - 1).astype(np.intp)
     kp_row = np.clip(np.rint(keypoints[..., 1]), 0, height - 1).astype(np.intp)

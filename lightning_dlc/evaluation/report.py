@@ -43,7 +43,8 @@ import torch
 
 from lightning_dlc.data.dataset import read_rgb
 from lightning_dlc.evaluation.metrics import compute_metrics
-from lightning_dlc.inference.devices import resolve_device
+from lightning_dlc.inference.devices import autocast_dtype, resolve_device, resolve_precision
+from lightning_dlc.inference.malloc import tune_malloc
 from lightning_dlc.inference.predict import load_detector, load_model, predict_dataset, snapshot_meta
 from lightning_dlc.models.snapshot_files import (SNAPSHOT_CHOICES, detector_beside, find_snapshots, net_name,
                                                  scorer_name, snapshot_header)
@@ -256,7 +257,8 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
                        device: str | torch.device | None = "auto", batch_size: int | None = None,
                        num_workers: int | None = None, combined_csv: str | Path | None = None,
                        dlc_image_names: bool = False, verbose: bool = True,
-                       detector: str | int = "best") -> pd.DataFrame:
+                       detector: str | int = "best", precision: str = "auto",
+                       channels_last: bool = True) -> pd.DataFrame:
     """Evaluate snapshots on the train and test images of the split they trained on.
 
     Args:
@@ -276,6 +278,9 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
         verbose: print the results table.
         detector: a top-down model's detector snapshot beside it: ``best`` (else the last), ``last`` or
             DeepLabCut's ``detector_snapshotindex``.
+        precision: ``auto`` (bf16 where the device computes it natively, fp16 on other CUDA GPUs, else fp32;
+            :func:`~lightning_dlc.inference.devices.auto_precision`), ``32`` (as DeepLabCut), ``bf16`` or ``16``.
+        channels_last: the model and images in channels-last memory format (faster convolutions).
 
     Returns the rows written to ``results.csv`` by this call (one per snapshot and split).
     """
@@ -290,6 +295,9 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     out_dir = Path(out_dir)
     combined_csv = Path(combined_csv) if combined_csv is not None else out_dir / COMBINED_CSV
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    if device.type == "cpu":
+        tune_malloc()  # with predict_dataset's micro-batches: activations reused, not faulted in
 
     cache: dict[str, RunData] = {}
     targets = []
@@ -319,7 +327,8 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
 
     all_rows = []
     for target, data in targets:
-        rows = _evaluate_one(target, data, out_dir, combined_csv, device, plotting, dlc_image_names)
+        rows = _evaluate_one(target, data, out_dir, combined_csv, device, plotting, dlc_image_names, precision,
+                             channels_last)
         _merge_results(out_dir / RESULTS_CSV, rows, [target.name])
         all_rows.append(rows)
     results = pd.concat(all_rows, ignore_index=True)
@@ -343,10 +352,11 @@ def run_detector(pose_snapshot: Path, device, which: str | int = "best"):
 
 
 def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: Path, device, plotting: bool,
-                  dlc_image_names: bool) -> pd.DataFrame:
+                  dlc_image_names: bool, precision: str = "32", channels_last: bool = True) -> pd.DataFrame:
     model = load_model(target.path, device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     detector = run_detector(target.path, device, target.detector) if model.top_down is not None else None
-    channels_last = bool(target.header["run_config"].get("channels_last", False))
     oks_sigma = target.header["run_config"].get("oks_sigma", 0.1)
     meta = data.meta
     rows, scores, tables, predicted_tables = [], {}, {}, []
@@ -359,7 +369,8 @@ def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: P
             continue
         predicted = predict_dataset(model, data.datasets[split], batch_size=data.batch_size,
                                     num_workers=data.num_workers, pad_multiple=data.pad_multiple,
-                                    channels_last=channels_last, detector=detector,
+                                    channels_last=channels_last, detector=detector, micro_batch="auto",
+                                    autocast_dtype=autocast_dtype(precision),
                                     box_threshold=0.0)  # as DeepLabCut's evaluate_network: no min_bbox_score
         truth, unique_truth = ground_truth(records, meta)
         kwargs = {}

@@ -63,6 +63,7 @@ from lightning_dlc.inference.predictor import Predictor, as_predictor, read_boxe
 from lightning_dlc.inference.video import open_video
 from lightning_dlc.inference.video_reader import VideoInfo, parse_crop, probe_video
 from lightning_dlc.inference.writers import output_paths, write_outputs
+from lightning_dlc.lit.quiet import quiet_third_party
 from lightning_dlc.project import analysis_files as files
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
@@ -108,21 +109,31 @@ class VideoSummary:
 
 
 def _analysis_predictor(model, device, precision, channels_last, compile, project, detector,
-                        box_threshold) -> Predictor:
+                        box_threshold, backend: str = "torch") -> Predictor:
     """The entry points' predictor; on the CPU, glibc tuned first (once per process: process-wide, so done here,
-    where a whole analysis is about to run, never by building a Predictor)."""
-    predictor = as_predictor(model, device, precision, channels_last, compile, project, detector, box_threshold)
+    where a whole analysis is about to run, never by building a Predictor). ``backend``: ``torch``, or
+    ``onnxruntime`` (the snapshot's ONNX export runs the network: :mod:`~lightning_dlc.inference.onnx_runner`)."""
+    quiet_third_party()  # an analysis prints what the user can act on, as training does
+    if backend == "onnxruntime":
+        from lightning_dlc.inference.onnx_runner import onnx_predictor
+
+        predictor = onnx_predictor(model, device, precision, project=project, detector=detector,
+                                   box_threshold=box_threshold)
+    elif backend == "torch":
+        predictor = as_predictor(model, device, precision, channels_last, compile, project, detector, box_threshold)
+    else:
+        raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
     if predictor.device.type == "cpu":
         tune_malloc()
     return predictor
 
 
 def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader: str = "auto", device=None,
-                  precision="32", channels_last: bool = True, compile: bool = False, crop=None,
+                  precision="auto", channels_last: bool = True, compile: bool = False, crop=None,
                   overwrite: bool = False, save_as_csv: bool = False, chunk_frames: int = 1000,
                   blank_threshold: int | None = 4, progress: bool = True, project=None,
                   verbose: bool = True, detector="auto", box_threshold: float = 0.5, boxes=None,
-                  features: bool = False, wait_for_lock: bool = False) -> VideoSummary:
+                  features: bool = False, wait_for_lock: bool = False, backend: str = "torch") -> VideoSummary:
     """Predict every frame of one video and write DeepLabCut's files (see the module doc).
 
     Args:
@@ -132,7 +143,8 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
         video: the video file. destfolder: where the files go (default: beside the video).
         batch_size: frames per model call. reader: ``auto``, ``dali`` or ``opencv``.
         device: ``auto``/None (CUDA when available), ``cpu``, ``cuda:1``...
-        precision: ``32``, ``bf16`` (fast on recent CPUs and GPUs) or ``16``.
+        precision: ``auto`` (bf16 on CPUs and GPUs that compute it natively, fp16 on other CUDA GPUs,
+            else fp32; the choice is logged), ``32`` (forces fp32), ``bf16`` or ``16``.
         crop: DeepLabCut's ``x1, x2, y1, y2``: analyze only that part of each frame.
         overwrite: replace an existing ``.h5`` (else it is kept and the video skipped).
         save_as_csv: also write the ``.csv``.
@@ -152,12 +164,16 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
             it holds ``<prefix>.lock``), wait for it to finish (then an analyzed video is skipped
             unless ``overwrite``); False: skip the video at once (status ``locked``, naming the holder's
             pid and host).
+        backend: ``torch``, or ``onnxruntime``: the network runs from the snapshot's ONNX export (made first
+            if missing; ``model`` may be an exported ``.onnx``), float32, decoded as with torch (same files
+            and scorer; :mod:`~lightning_dlc.inference.onnx_runner`). ``compile`` and ``channels_last`` are
+            torch's; onnxruntime runs on CUDA where the device is a GPU and onnxruntime-gpu is installed.
 
     Returns a :class:`VideoSummary`; raises :class:`~lightning_dlc.inference.video_reader.VideoError` (naming
     the file) for a missing or unreadable video.
     """
     predictor = _analysis_predictor(model, device, precision, channels_last, compile, project, detector,
-                                    box_threshold)
+                                    box_threshold, backend)
     summary = _analyze(predictor, Path(video), destfolder, batch_size=batch_size, reader=reader, crop=crop,
                        overwrite=overwrite, save_as_csv=save_as_csv, chunk_frames=chunk_frames,
                        blank_threshold=blank_threshold, progress=progress, boxes=boxes, features=features,
@@ -290,9 +306,10 @@ def _progress(enabled: bool, total: int, initial: int, name: str):
     return tqdm(total=total, initial=initial, unit="frame", desc=name, dynamic_ncols=True, smoothing=0.1)
 
 
-def analyze_videos(model, videos, destfolder=None, *, videotype=None, device=None, precision="32",
+def analyze_videos(model, videos, destfolder=None, *, videotype=None, device=None, precision="auto",
                    channels_last: bool = True, compile: bool = False, project=None, verbose: bool = True,
-                   detector="auto", box_threshold: float = 0.5, **options) -> list[VideoSummary]:
+                   detector="auto", box_threshold: float = 0.5, backend: str = "torch",
+                   **options) -> list[VideoSummary]:
     """:func:`analyze_video` for each video (files or folders), with one model loaded once.
 
     A video that fails (missing, unreadable, ...) is reported once, as an error naming its path, and
@@ -304,7 +321,7 @@ def analyze_videos(model, videos, destfolder=None, *, videotype=None, device=Non
     """
     paths = find_videos(videos, videotype)
     predictor = _analysis_predictor(model, device, precision, channels_last, compile, project, detector,
-                                    box_threshold)
+                                    box_threshold, backend)
     boxes_by_video = options.pop("boxes", None) or {}
     summaries = []
     for video in paths:
@@ -351,9 +368,9 @@ def _json_points(array: np.ndarray):
 
 
 def analyze_images(model, images_or_folder, destfolder=None, *, batch_size: int = 8, device=None,
-                   precision="32", channels_last: bool = True, overwrite: bool = False, save_as_csv: bool = False,
+                   precision="auto", channels_last: bool = True, overwrite: bool = False, save_as_csv: bool = False,
                    project=None, progress: bool = True, verbose: bool = True, detector="auto",
-                   box_threshold: float = 0.5) -> Path | None:
+                   box_threshold: float = 0.5, backend: str = "torch") -> Path | None:
     """Predict images of any size and write DeepLabCut's ``image_predictions_<scorer>.h5`` and a ``.json``.
 
     images_or_folder: an image, a folder (its ``.png``, ``.jpg``... files) or a list of them. Images
@@ -364,9 +381,11 @@ def analyze_images(model, images_or_folder, destfolder=None, *, batch_size: int 
     null where missing), ``unique_bodyparts`` and ``identity``. An unreadable image is logged and
     gets NaN (null) predictions. Output goes to ``destfolder`` (default: the folder, or the first
     image's). An existing .h5 is kept unless ``overwrite``. Returns the .h5 path (None: no images).
-    Top-down models find the animals with ``detector`` (``auto``: the run's) as in :func:`analyze_video`.
+    Top-down models find the animals with ``detector`` (``auto``: the run's) as in :func:`analyze_video`;
+    ``backend`` as there.
     """
-    predictor = _analysis_predictor(model, device, precision, channels_last, False, project, detector, box_threshold)
+    predictor = _analysis_predictor(model, device, precision, channels_last, False, project, detector, box_threshold,
+                                    backend)
     paths = find_images(images_or_folder)
     if not paths:
         log.warning("%s: no images (%s)", images_or_folder, ", ".join(IMAGE_EXTENSIONS))

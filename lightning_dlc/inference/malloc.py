@@ -13,10 +13,11 @@ import logging
 
 log = logging.getLogger(__name__)
 
-__all__ = ["tune_malloc"]
+__all__ = ["cpu_micro_batch", "tune_malloc"]
 
 _MMAP_THRESHOLD = 32 * 1024 * 1024   # glibc's largest allowed threshold on 64-bit
 _TRIM_THRESHOLD = 512 * 1024 * 1024  # freed memory kept for reuse up to this much
+_MICRO_BATCH_BYTES = 24 * 1024 * 1024  # the largest activation of a micro-batch: under the mmap threshold
 _malloc_tuned: bool | None = None
 
 
@@ -40,3 +41,11 @@ def tune_malloc() -> bool:
             _malloc_tuned = False
         log.debug("glibc malloc tuned for reuse: %s", _malloc_tuned)
     return _malloc_tuned
+
+
+def cpu_micro_batch(height: int, width: int, half: bool = False) -> int:
+    """Images of ``height x width`` per network call on the CPU: as many as keep the largest activation
+    (a ResNet-like stem: 64 channels at half resolution; ``half``: 2-byte bf16/fp16) under 24 MB, 1-2 full
+    video frames, so that with :func:`tune_malloc` it is reused rather than faulted in."""
+    per_image = 64 * (height // 2) * (width // 2) * (2 if half else 4)
+    return max(1, _MICRO_BATCH_BYTES // max(per_image, 1))

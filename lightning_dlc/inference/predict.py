@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_dlc.data.dataset import collate_pose, to_original_pixels
 from lightning_dlc.inference.devices import resolve_device
+from lightning_dlc.inference.malloc import cpu_micro_batch
 from lightning_dlc.models.backbones.base import check_state_fits
 from lightning_dlc.models.detectors import Detector
 from lightning_dlc.models.snapshot_files import load_snapshot
@@ -104,7 +105,8 @@ def detect_boxes(detector: Detector, images: torch.Tensor, max_boxes: int, min_s
     """The ``max_boxes`` highest-scoring boxes per image scoring at least ``min_score``: ``[B, max_boxes, 5]``
     (xyxy in the images' pixels, score), NaN rows where fewer were found. ``images``: uint8 ``[B, 3, H, W]``."""
     x = images.float() / 255 if not images.is_floating_point() else images.float()
-    found = detector(list(x.to(next(detector.parameters()).device)))
+    weights = next(detector.parameters(), None) if isinstance(detector, torch.nn.Module) else None
+    found = detector(list(x.to(weights.device if weights is not None else x.device)))  # else: an ONNX runner
     out = torch.full((len(found), max_boxes, 5), float("nan"), device=images.device)
     for i, image_found in enumerate(found):
         keep = image_found["scores"] >= min_score
@@ -119,7 +121,7 @@ def detect_boxes(detector: Detector, images: torch.Tensor, max_boxes: int, min_s
 def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | float = 1.0,
                   channels_last: bool = False, autocast_dtype: torch.dtype | None = None,
                   boxes: torch.Tensor | None = None, micro_batch: int | None = None,
-                  crop_features=None) -> dict[str, torch.Tensor]:
+                  crop_features=None, net=None) -> dict[str, torch.Tensor]:
     """One batch of uint8 ``[B, 3, H, W]`` images -> predictions in the original images' pixels.
 
     ``scale`` is the factor the images were resized by (per image or one number; 1 = as read).
@@ -129,6 +131,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
     the pixels of ``images``, NaN rows = no animal; from a detector or the user), ``micro_batch``
     crops at a time; row n of the output is box n, or with an identity head identity n; ``crop_features``:
     see :meth:`~lightning_dlc.models.top_down.TopDown.predict_all` (``features`` then in the output).
+    ``net`` (default ``model``): what maps normalized images to head outputs (``model``'s ``torch.compile``
+    wrapper, an :class:`~lightning_dlc.inference.onnx_runner.OnnxNetwork`); ``model`` decodes them.
     Returns ``bodypart`` ``[B, N, K, 3]`` (x, y, score), ``unique_bodypart`` ``[B, U, 3]`` (U = 0
     without unique bodyparts; NaN where the model has no head for them) and, with an identity head, ``identity`` ``[B, N, n_identities]``;
     float32 tensors on the model's device. Missing keypoints are NaN.
@@ -140,9 +144,10 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
         if boxes is None:
             raise ValueError("a top-down model needs boxes: a detector's (Predictor with detector=) or the user's")
         predicted = top_down.predict_all(model, images, boxes, model.meta.max_individuals, channels_last,
-                                         autocast_dtype, micro_batch, crop_features=crop_features)
+                                         autocast_dtype, micro_batch, net, crop_features=crop_features)
     else:
-        predicted = model.predict(run_network(model, normalize_images(images, channels_last), autocast_dtype))
+        net = net if net is not None else model
+        predicted = model.predict(run_network(net, normalize_images(images, channels_last), autocast_dtype))
     scale = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1)
 
     def original(points: torch.Tensor) -> torch.Tensor:  # [B, M, K, 3]
@@ -167,7 +172,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
 def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                     device: str | torch.device | None = None, num_workers: int = 0, pad_multiple: int = 32,
                     channels_last: bool = False, detector: Detector | None = None,
-                    box_threshold: float = 0.5) -> dict[str, np.ndarray]:
+                    box_threshold: float = 0.5, autocast_dtype: torch.dtype | None = None,
+                    micro_batch: int | str | None = None) -> dict[str, np.ndarray]:
     """Predict every item of a :class:`~lightning_dlc.data.dataset.PoseDataset` (or any dataset of its items).
 
     ``device``: where to run (None: where the model is; ``auto``: CUDA if available). Returns numpy
@@ -176,6 +182,9 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
     ``identity`` ``[n_images, N, n_identities]``. A top-down model reads the crops of the
     ``detector``'s boxes (scoring at least ``box_threshold``), or without a detector those of the
     labeled animals (keypoints + the model's margin), as its validation during training does.
+    ``autocast_dtype``: as :func:`predict_batch`. ``micro_batch``: images (top-down: crops) per network call;
+    ``auto``: on the CPU :func:`~lightning_dlc.inference.malloc.cpu_micro_batch` (call
+    :func:`~lightning_dlc.inference.malloc.tune_malloc` first), elsewhere the whole batch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -196,7 +205,18 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                 boxes = detect_boxes(detector, batch["image"], meta.max_individuals, box_threshold)[..., :4]
             elif model.top_down is not None:
                 boxes = model.top_down.label_boxes(batch["keypoints"], batch["sizes"], batch["scale"])
-            predicted = predict_batch(model, batch["image"], batch["scale"], channels_last, boxes=boxes)
+            images, scale = batch["image"], batch["scale"]
+            micro = micro_batch
+            if micro == "auto":
+                micro = cpu_micro_batch(*images.shape[-2:], autocast_dtype is not None) \
+                    if next(model.parameters()).device.type == "cpu" else None
+            if boxes is not None or not micro:
+                predicted = predict_batch(model, images, scale, channels_last, autocast_dtype, boxes=boxes,
+                                          micro_batch=micro)
+            else:
+                parts = [predict_batch(model, images[i: i + micro], scale[i: i + micro], channels_last, autocast_dtype)
+                         for i in range(0, len(images), micro)]
+                predicted = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
             index = batch["index"].numpy()
             for key, value in predicted.items():
                 value = value.cpu().numpy()

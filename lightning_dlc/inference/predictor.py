@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from lightning_dlc.data.dataset import resize_points, to_original_pixels
-from lightning_dlc.inference.devices import resolve_device
+from lightning_dlc.inference.devices import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
 from lightning_dlc.inference.features import (capture_features, crop_features_reader, feature_channels, feature_layer,
                                               features_at_predictions)
+from lightning_dlc.inference.malloc import cpu_micro_batch
 from lightning_dlc.inference.predict import detect_boxes, load_detector, load_model, predict_batch
 from lightning_dlc.inference.scorer import ModelInfo, describe_snapshot, detector_snapshot
 from lightning_dlc.models.detectors import Detector
@@ -25,16 +26,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PRECISIONS", "Predictor", "as_predictor", "read_boxes"]
 
-PRECISIONS = {"32": None, "32-true": None, "fp32": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16,
-              "16": torch.float16, "16-mixed": torch.float16, "fp16": torch.float16}
-_MICRO_BATCH_BYTES = 24 * 1024 * 1024
-
-
-def _precision(precision) -> torch.dtype | None:
-    key = str(precision).lower()
-    if key not in PRECISIONS:
-        raise ValueError(f"precision must be one of 32, bf16, 16, got {precision!r}")
-    return PRECISIONS[key]
 
 
 class Predictor:
@@ -51,9 +42,10 @@ class Predictor:
 
     Images are padded at the bottom and right to a multiple of ``pad_multiple`` (as training
     batches are) and resized by ``resize`` (the run's ``data.resize``) before the model, and
-    predictions mapped back. ``precision``: ``32``, ``bf16`` or ``16`` (autocast; decoding stays
-    float32); ``channels_last``: the model and its input in channels-last memory format (faster
-    convolutions on CPUs and GPUs); ``compile``: ``torch.compile`` the network (falls back to
+    predictions mapped back. ``precision``: ``auto`` (bf16 where the device computes it natively, fp16 on
+    other CUDA GPUs, else fp32: :func:`~lightning_dlc.inference.devices.auto_precision`), ``32``, ``bf16``
+    or ``16`` (autocast; decoding stays float32); ``channels_last``: the model and its input in
+    channels-last memory format (faster convolutions on CPUs and GPUs); ``compile``: ``torch.compile`` the network (falls back to
     eager, with a warning, if compiling fails). ``micro_batch``: images per network call (None: all
     on a GPU; on the CPU as many as keep the largest activation under 24 MB, 1-2 full video frames,
     with :func:`~lightning_dlc.inference.malloc.tune_malloc`, which the analysis calls: big batches there
@@ -63,19 +55,24 @@ class Predictor:
     (``predictor(frames, boxes=...)``, xyxy in the frames' pixels, ``[B, N, 4]``, NaN rows for
     none), else the ``detector``'s ``max_individuals`` best boxes scoring at least
     ``box_threshold``. Row n of the output is box n.
+
+    ``network``: something else that runs the network (normalized images in, the heads' outputs out), such as
+    :class:`~lightning_dlc.inference.onnx_runner.OnnxNetwork`; ``model`` then only decodes (see
+    :func:`~lightning_dlc.inference.onnx_runner.onnx_predictor`).
     """
 
-    def __init__(self, model: PoseModel, device=None, precision="32", channels_last: bool = True,
+    def __init__(self, model: PoseModel, device=None, precision="auto", channels_last: bool = True,
                  compile: bool = False, pad_multiple: int = 32, resize: float | None = None,
                  info: ModelInfo | None = None, micro_batch: int | None = None, detector: Detector | None = None,
-                 box_threshold: float = 0.5):
+                 box_threshold: float = 0.5, network=None):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.detector = detector.to(self.device).eval() if detector is not None else None
+        # a detector that is not a torch module (an ONNX runner) runs where it was made
+        self.detector = detector.to(self.device).eval() if isinstance(detector, torch.nn.Module) else detector
         self.box_threshold = float(box_threshold)
         self.meta = model.meta
-        self.precision = str(precision)
-        self.autocast_dtype = _precision(precision)
+        self.precision = resolve_precision(precision, self.device)  # auto: what this device computes fastest
+        self.autocast_dtype = autocast_dtype(self.precision)
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -83,7 +80,8 @@ class Predictor:
         self.resize = None if resize in (None, 1, 1.0) else float(resize)
         self.info = info or ModelInfo()
         self.compile = bool(compile)
-        self._net = torch.compile(self.model) if self.compile else self.model
+        # what runs the network (``network``: e.g. an onnx_runner.OnnxNetwork); self.model decodes its outputs
+        self._net = network if network is not None else torch.compile(self.model) if self.compile else self.model
         self._static_batch: int | None = None
         self._checked = False
         self.micro_batch = None if micro_batch is None else max(1, int(micro_batch))
@@ -98,12 +96,10 @@ class Predictor:
             return self.micro_batch
         if self.device.type != "cpu":
             return n
-        # A ResNet-like stem, 64 channels at half resolution, makes the largest activation per image.
-        per_image = 64 * (height // 2) * (width // 2) * (4 if self.autocast_dtype is None else 2)
-        return max(1, _MICRO_BATCH_BYTES // per_image)
+        return cpu_micro_batch(height, width, half=self.autocast_dtype is not None)
 
     @classmethod
-    def from_snapshot(cls, snapshot, device=None, precision="32", channels_last: bool = True,
+    def from_snapshot(cls, snapshot, device=None, precision="auto", channels_last: bool = True,
                       compile: bool = False, project=None, micro_batch: int | None = None, detector="auto",
                       box_threshold: float = 0.5) -> "Predictor":
         """The predictor of a snapshot file (or a run folder: its best snapshot).
@@ -189,6 +185,8 @@ class Predictor:
         """Predictions; with ``features``, also ``out["features"]`` ``[B, N, K, D]`` float32: the feature
         map and the input's appearance at each keypoint from the same forward pass
         (:mod:`~lightning_dlc.inference.features`)."""
+        if features and not isinstance(self._net, torch.nn.Module):
+            raise ValueError("features (keypoint features) are read from the torch model: use backend=torch")
         x, scale = self._prepare(images)
         n = x.shape[0]
         if self.top_down:
@@ -202,7 +200,7 @@ class Predictor:
         try:
             out = self._run(x, scale, boxes, features)
         except Exception as e:
-            if self._checked or self._net is self.model:
+            if self._checked or not self.compile:
                 raise
             log.warning("torch.compile failed (%s: %s); running the model eagerly", type(e).__name__,
                         str(e).splitlines()[0] if str(e) else "")
@@ -217,8 +215,8 @@ class Predictor:
             crop_h, crop_w = self.model.top_down.crop_size
             micro = self._micro(boxes.shape[0] * boxes.shape[1], crop_h, crop_w)
             if not features:
-                parts = [predict_batch(self._net, x, scale, self.channels_last, self.autocast_dtype, boxes=boxes,
-                                       micro_batch=micro)]
+                parts = [predict_batch(self.model, x, scale, self.channels_last, self.autocast_dtype, boxes=boxes,
+                                       micro_batch=micro, net=self._net)]
             else:  # the crops' maps, read after each chunk (eager model, as below)
                 with capture_features(self.model) as captured:
                     parts = [predict_batch(self.model, x, scale, self.channels_last, self.autocast_dtype, boxes=boxes,
@@ -233,7 +231,7 @@ class Predictor:
 
     def _predict_part(self, x: torch.Tensor, scale: float, features: bool) -> dict[str, torch.Tensor]:
         if not features:
-            return predict_batch(self._net, x, scale, self.channels_last, self.autocast_dtype)
+            return predict_batch(self.model, x, scale, self.channels_last, self.autocast_dtype, net=self._net)
         # eager model: a hook added per call would make a compiled one recompile every time
         with capture_features(self.model) as captured:
             out = predict_batch(self.model, x, scale, self.channels_last, self.autocast_dtype)
@@ -251,7 +249,7 @@ class Predictor:
         return self(batch, boxes)
 
 
-def as_predictor(model, device=None, precision="32", channels_last=True, compile=False, project=None,
+def as_predictor(model, device=None, precision="auto", channels_last=True, compile=False, project=None,
                detector="auto", box_threshold: float = 0.5) -> Predictor:
     """``model`` as a :class:`Predictor`: one already, a PoseModel, or a snapshot file or run folder."""
     if isinstance(model, Predictor):

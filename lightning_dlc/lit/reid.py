@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_dlc.lit.quiet import quiet_third_party
 from lightning_dlc.models.reid import ReIDTransformer
 
 __all__ = ["ReIDModule", "TripletDataset", "train_reid"]
@@ -78,6 +79,7 @@ def train_reid(train: TripletDataset, test: TripletDataset | None, in_channels: 
                log_dir: str | Path, epochs: int = 20, batch_size: int = 64, seed: int = 0,
                **module_options) -> tuple[ReIDModule, dict]:
     """Fit a :class:`ReIDModule` (TensorBoard logs in ``log_dir/reid``); returns it and the test metrics."""
+    quiet_third_party()
     L.seed_everything(seed, verbose=False)
     module = ReIDModule(in_channels, n_bodyparts, **module_options)
     module.model.fit_normalization(train.bank)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_dlc.lit.detector import DetectorModule
 from lightning_dlc.lit.pose import PoseModule
+from lightning_dlc.lit.quiet import FitLogInterval, quiet_third_party
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.snapshot_files import DETECTOR
 
@@ -116,7 +117,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, stage: str = "pose") -> L.T
     else:
         eval_interval = cfg.eval_interval
         logger = instantiate(loggers) if loggers is not None else False
-    callbacks = build_callbacks(cfg, output_dir, logger, stage)
+    callbacks = [*build_callbacks(cfg, output_dir, logger, stage), FitLogInterval()]
     if not eval_interval:  # 0 = never evaluate during training
         overrides.update(limit_val_batches=0, check_val_every_n_epoch=1)
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
@@ -201,6 +202,7 @@ def train(cfg: DictConfig) -> float | None:
 
     A detector-only run (``stages=[detector]``) returns ``detector.train.key_metric``.
     """
+    quiet_third_party()  # before the first Trainer, whose constructor prints Lightning's advertisement
     check_preset(cfg)
     stages = stages_to_train(cfg)
     output_dir = Path(cfg.output_dir)

@@ -10,7 +10,9 @@ container's keys only: ours keep the model's weights under ``state_dict`` with a
 
 Reading a ``.pt`` here rebuilds that run config from the folder: our ``conf/model/<net_type>.yaml``
 (DeepLabCut's architecture for that net_type), ``conf/detector/<variant>.yaml`` for a top-down model,
-and the shuffle's data, found by walking up from the folder to the project's ``config.yaml``.
+and the shuffle's data, found by walking up from the folder to the project's ``config.yaml``. The
+file's model section (detector, its box threshold, the PAF assembly) is read with the functions training
+reads it with (:mod:`lightning_dlc.project.pytorch_config_read`).
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ import torch
 
 from lightning_dlc.config_compose import CONF_DIR, compose_train
 from lightning_dlc.project.config import ProjectConfig
-from lightning_dlc.project.dlc_defaults import full_paf_graph
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.pytorch_config import PYTORCH_CONFIG, read_pytorch_config
+from lightning_dlc.project.pytorch_config_read import detector_box_threshold, detector_name, paf_predictor_values
 from lightning_dlc.project.records import ProjectMeta
 
 _SHUFFLE_FOLDER = re.compile(r"^(?P<task>.+)-trainset(?P<percent>\d+)shuffle(?P<shuffle>\d+)$")
@@ -88,47 +90,53 @@ def _check_meta(meta: ProjectMeta, pytorch_cfg: Mapping, where: Path) -> None:
 
 
 def _apply_paf_predictor(run_config: dict, pytorch_cfg: Mapping, n_bodyparts: int) -> None:
-    """The PAF predictor's settings as the folder's file has them: DeepLabCut's evaluate_network prunes the
-    graph on a model's first evaluation (benchmark_paf_graphs writes the best ``edges_to_keep`` back), and a
-    15+ bodypart graph is pruned at random when the shuffle is made; assembling with other edges groups the
-    same keypoints into other animals."""
+    """The PAF predictor's settings as the folder's file has them (:func:`paf_predictor_values`): DeepLabCut's
+    evaluate_network prunes the graph on a model's first evaluation, and a 15+ bodypart graph is pruned at
+    random when the shuffle is made; assembling with other edges groups the same keypoints into other animals."""
     head = ((pytorch_cfg.get("model") or {}).get("heads") or {}).get("bodypart") or {}
-    predictor = head.get("predictor") or {}
-    if head.get("type") != "DLCRNetHead":
-        return
     ours = run_config["model"]["heads"]["multi"]["bodypart"]
-    graph = predictor.get("graph")
-    if graph is not None and [[int(a), int(b)] for a, b in graph] != full_paf_graph(n_bodyparts):
-        ours["edges"] = [[int(a), int(b)] for a, b in graph]
-    if predictor.get("edges_to_keep") is not None:
-        ours["edges_to_keep"] = [int(i) for i in predictor["edges_to_keep"]]
-    for key in ("nms_radius", "sigma", "min_affinity"):
-        if predictor.get(key) is not None:
-            ours["predict_kwargs"][key] = predictor[key]
+    for dotted, value in paf_predictor_values(head, n_bodyparts).items():
+        node = ours
+        *parents, key = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[key] = value
+
+
+# what we build of DeepLabCut's data.inference.top_down_crop (its crop_with_context=False and margins are not)
+SUPPORTED_CROP = {"margin": 0, "crop_with_context": True}
 
 
 def _top_down_overrides(pytorch_cfg: Mapping, where: Path) -> list[str]:
     """A top-down folder's crop, box margin and detector as its file has them: DeepLabCut crops its
     detector's boxes to ``data.inference.top_down_crop`` and names SSDLite by its ``type``, Faster R-CNN
-    by its ``variant``; a model read with other crops or another detector predicts other keypoints."""
+    by its ``variant`` (:func:`detector_name`); a model read with other crops or another detector predicts
+    other keypoints."""
     data = pytorch_cfg.get("data") or {}
     crop = (data.get("inference") or {}).get("top_down_crop") or {}
-    if int(crop.get("margin", 0) or 0) != 0 or crop.get("crop_with_context", True) is False:
-        raise ProjectError(where, f"data.inference.top_down_crop {crop}: crops without margin, with context are "
-                                  "built here")
+    unsupported = {}
+    if int(crop.get("margin", 0) or 0) != SUPPORTED_CROP["margin"]:
+        unsupported["margin"] = crop["margin"]
+    if crop.get("crop_with_context", True) is False:
+        unsupported["crop_with_context"] = False
+    if unsupported:
+        raise ProjectError(where, f"data.inference.top_down_crop has {unsupported}; supported here: "
+                                  f"{SUPPORTED_CROP} with any height and width")
     out = [f"model.top_down.crop_size=[{int(crop.get('height', 256))},{int(crop.get('width', 256))}]"]
     if data.get("bbox_margin") is not None:
         out.append(f"model.top_down.margin={float(data['bbox_margin'])}")
     model = (pytorch_cfg.get("detector") or {}).get("model") or {}
     if not model:
         return out  # no detector: boxes come from the user (or the labels)
-    kind = model.get("type")
-    variant = "ssdlite" if kind == "SSDLite" else model.get("variant") if kind == "FasterRCNN" else None
+    variant = detector_name(model)
     if variant is None or not (CONF_DIR / "detector" / f"{variant}.yaml").is_file():
-        raise ProjectError(where, f"detector.model {kind} {model.get('variant') or ''} is not a detector we build")
+        known = sorted(p.stem for p in (CONF_DIR / "detector").glob("*.yaml"))
+        raise ProjectError(where, f"detector.model {model.get('type')} {model.get('variant') or ''} is not a "
+                                  f"detector we build (ours: {known})")
     out.append(f"detector={variant}")
-    if model.get("box_score_thresh") is not None and kind == "FasterRCNN":  # DeepLabCut's SSDLite does not use it
-        out.append(f"detector.model.box_score_threshold={float(model['box_score_thresh'])}")
+    threshold = detector_box_threshold(model)
+    if threshold is not None:
+        out.append(f"detector.model.box_score_threshold={threshold}")
     return out
 
 

@@ -120,9 +120,14 @@ class PoseModel(nn.Module):
             raise ValueError("a pose model needs a bodypart head (model.heads.single/multi.bodypart)")
 
     def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        return self.run_heads(self.features(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the heads read: the backbone's (and neck's) features."""
         features = self.backbone(images)
-        if self.neck is not None:
-            features = self.neck(features)
+        return self.neck(features) if self.neck is not None else features
+
+    def run_heads(self, features: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         return {role: head(features) for role, head in self.heads.items()}
 
     def loss(self, outputs, keypoints: torch.Tensor, unique_keypoints: torch.Tensor | None = None,

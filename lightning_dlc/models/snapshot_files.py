@@ -58,10 +58,10 @@ def is_best(path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- finding
-def _listed(run_dir: Path, prefix: str) -> list[Path]:
+def _listed(run_dir: Path, prefix: str, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
     """A folder's snapshots of one kind in DeepLabCut's order (by epoch, the best one last): our
     ``.ckpt`` files when there are any (they hold the run config), else DeepLabCut's ``.pt``."""
-    for suffix in SUFFIXES:
+    for suffix in suffixes:
         regular, best = snapshot_patterns(prefix, suffix)
         found = [p for p in run_dir.glob(f"{prefix}-*.{suffix}") if regular.search(p.name) or best.search(p.name)]
         if found:
@@ -69,14 +69,16 @@ def _listed(run_dir: Path, prefix: str) -> list[Path]:
     return []
 
 
-def find_snapshots(run_dir: str | Path, which: str | int = "best", prefix: str = POSE) -> list[Path]:
+def find_snapshots(run_dir: str | Path, which: str | int = "best", prefix: str = POSE,
+                   suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
     """The snapshots of a run folder or a DeepLabCut model folder's ``train/``.
 
     ``best``: ``snapshot-best-<epoch>`` (the last one when no best was kept, e.g. a run without
     evaluation during training); ``last``: the regular snapshot of the highest epoch; ``all``: every
     snapshot, by epoch; an int: DeepLabCut's ``snapshotindex`` (index into the snapshots sorted by
     epoch with the best one last: -1 is the best when there is one). ``prefix``: ``snapshot`` (pose
-    models) or ``snapshot-detector`` (a top-down run's detector).
+    models) or ``snapshot-detector`` (a top-down run's detector). ``suffixes``: ``("pt",)`` lists
+    DeepLabCut's files only, as DeepLabCut does.
     """
     if isinstance(which, str) and which.lstrip("-").isdigit():
         which = int(which)
@@ -86,7 +88,7 @@ def find_snapshots(run_dir: str | Path, which: str | int = "best", prefix: str =
     if not run_dir.is_dir():
         raise ProjectError(run_dir, "no such run folder (expected outputs/YYYY-MM-DD/HH-MM-SS or a DeepLabCut "
                                     "model folder's train/ with snapshots)")
-    listed = _listed(run_dir, prefix)
+    listed = _listed(run_dir, prefix, suffixes)
     if not listed:
         raise ProjectError(run_dir, f"holds no snapshots ({prefix}-<epoch>.ckpt or .pt); train first, or name "
                                     "the folder that holds them")

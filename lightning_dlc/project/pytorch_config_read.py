@@ -47,6 +47,44 @@ HEAD_KEYS = {
 RUNNER_KEYS = {"type", "gpus", "device", "key_metric", "key_metric_asc", "eval_interval", "optimizer", "scheduler",
                "snapshots", "snapshot_prefix", "load_weights_only"}  # device: unused by DeepLabCut too
 DETECTOR_METRICS = {dlc: ours for ours, dlc in DETECTOR_KEY_METRICS.items()}
+# DeepLabCut's PAF predictor settings (model.heads.bodypart.predictor.<key>) -> our bodypart head's keys
+PAF_PREDICTOR_KEYS = {path[1]: ours for path, ours in HEAD_KEYS["DLCRNetHead"].items() if path[0] == "predictor"}
+
+
+# --------------------------------------------------------------------------- the model section, shared
+# by training (translate_pytorch_config) and loading a DeepLabCut model folder (models/dlc_model_folder.py)
+def detector_name(model: Mapping) -> str | None:
+    """Our conf/detector option for DeepLabCut's ``detector.model``: SSDLite by its ``type``, Faster R-CNN
+    by its ``variant``; None for any other."""
+    kind = model.get("type")
+    return "ssdlite" if kind == "SSDLite" else model.get("variant") if kind == "FasterRCNN" else None
+
+
+def detector_box_threshold(model: Mapping) -> float | None:
+    """The ``box_score_thresh`` DeepLabCut's detector applies (our ``detector.model.box_score_threshold``);
+    None where it is unset or DeepLabCut's SSDLite, which never passes it to torchvision."""
+    if model.get("type") == "SSDLite" or model.get("box_score_thresh") is None:
+        return None
+    return float(model["box_score_thresh"])
+
+
+def paf_predictor_values(bodypart_head: Mapping, n_bodyparts: int) -> dict[str, Any]:
+    """A DLCRNet bodypart head's assembly as the file has it, as our bodypart head's keys: ``edges`` (a graph
+    other than the full one: pruned at 15+ bodyparts, or the user's), ``edges_to_keep`` (evaluate_network's
+    benchmark_paf_graphs writes the best edges back) and ``predict_kwargs.<key>``; empty for other heads."""
+    if bodypart_head.get("type") != "DLCRNetHead":
+        return {}
+    predictor = bodypart_head.get("predictor") or {}
+    out: dict[str, Any] = {}
+    graph = predictor.get("graph")
+    if graph is not None and [[int(a), int(b)] for a, b in graph] != full_paf_graph(n_bodyparts):
+        out["edges"] = [[int(a), int(b)] for a, b in graph]
+    if predictor.get("edges_to_keep") is not None:
+        out["edges_to_keep"] = [int(i) for i in predictor["edges_to_keep"]]
+    for key, ours in PAF_PREDICTOR_KEYS.items():
+        if predictor.get(key) is not None:
+            out[ours] = predictor[key]
+    return out
 
 
 @dataclass
@@ -124,10 +162,11 @@ class _Translator:
             self.refuse("net_type", str(error))
             return
         group = f"model.heads.{'single' if self.top_down or not meta.multianimal else 'multi'}.bodypart"
-        if graph is not None and [list(e) for e in graph] != full_paf_graph(len(meta.bodyparts)):
-            self.set(f"{group}.edges", [list(e) for e in graph])  # a pruned graph (15+ bodyparts) or the user's
-        if graph is not None and keep is not None and list(keep) != list(range(len(graph))):
-            self.set(f"{group}.edges_to_keep", list(keep))
+        paf = paf_predictor_values(heads.get("bodypart") or {}, len(meta.bodyparts))
+        if "edges" in paf:
+            self.set(f"{group}.edges", paf["edges"])
+        if graph is not None and "edges_to_keep" in paf and paf["edges_to_keep"] != list(range(len(graph))):
+            self.set(f"{group}.edges_to_keep", paf["edges_to_keep"])  # all edges kept: the default
         for key in ("with_center_keypoints",):
             if key in self.dlc and bool(self.dlc[key]) != bool(default.get(key, False)):
                 self.refuse(key, f"{self.dlc[key]} (net_type {self.net_type} builds {default.get(key, False)})")
@@ -293,8 +332,8 @@ class _Translator:
             self.refuse("detector", f"net_type {self.net_type} is bottom-up: it has no detector")
             return
         model = dict(detector.get("model") or {})
+        name, threshold = detector_name(model), detector_box_threshold(model)
         kind, variant = str(model.pop("type", "")), model.pop("variant", None)
-        name = "ssdlite" if kind == "SSDLite" else variant if kind == "FasterRCNN" else None
         try:
             default = detector_defaults(str(name), len(meta.individuals))
         except ValueError as error:
@@ -306,7 +345,9 @@ class _Translator:
             self.out.notes.append("detector.model.box_score_thresh: unused by DeepLabCut's SSDLite (torchvision's "
                                   "0.001 holds, as conf/detector/ssdlite.yaml)")
         elif "box_score_thresh" in model:
-            self.set("detector.model.box_score_threshold", model.pop("box_score_thresh"))
+            model.pop("box_score_thresh")
+            if threshold is not None:
+                self.set("detector.model.box_score_threshold", threshold)
         if "freeze_bn_stats" in model:
             self.set("detector.model.freeze_bn_stats", bool(model.pop("freeze_bn_stats")))
         if model.pop("freeze_bn_weights", False):

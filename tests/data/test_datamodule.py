@@ -135,7 +135,20 @@ def test_workers_are_persistent(tmp_path):
     dm = PoseDataModule("demo", str(tmp_path / "d"), num_workers=2, demo=SMALL_DEMO)
     dm.setup()
     loader = dm.train_dataloader()
-    assert loader.num_workers == 2 and loader.persistent_workers and loader.pin_memory
+    assert loader.num_workers == 2 and loader.persistent_workers
+    # pinned only where a CUDA device takes the batches (elsewhere torch warns and ignores it)
+    assert loader.pin_memory == torch.cuda.is_available()
+
+
+def test_pin_memory_follows_the_trainers_accelerator(tmp_path):
+    import lightning as L
+
+    dm = PoseDataModule("demo", str(tmp_path / "d"), num_workers=0, demo=SMALL_DEMO)
+    dm.setup()
+    dm.trainer = L.Trainer(accelerator="cpu", logger=False)  # a CPU run on any machine: nothing to pin for
+    assert not dm.train_dataloader().pin_memory
+    dm.trainer, dm.pin_memory = None, False  # switched off: never pinned
+    assert not dm.train_dataloader().pin_memory
 
 
 def _load(name: str, **overrides):

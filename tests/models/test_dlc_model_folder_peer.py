@@ -168,7 +168,8 @@ def test_deeplabcut_model_folder_evaluates_here_with_its_numbers(dlc_trained):
     if kind == "top_down":  # the detector DeepLabCut trained first, named in the scorer as DeepLabCut names it
         assert [p.name for p in find_snapshots(train_dir, "all", prefix=DETECTOR_PREFIX)] == ["snapshot-detector-001.pt"]
         assert dlc["scorer"].startswith("DLC_Resnet50_") and dlc["scorer"].endswith("_detector_1_snapshot_1")
-    ours = evaluate_snapshots(train_dir, -1, out_dir=root / "ours_eval", device="cpu", verbose=False)
+    ours = evaluate_snapshots(train_dir, -1, out_dir=root / "ours_eval", device="cpu", verbose=False,
+                              precision="32")  # DeepLabCut evaluates in fp32
     assert ours.scorer[0] == dlc["scorer"]  # DeepLabCut's scorer name, from its pytorch_config's net_type
     mine, theirs = in_order(root / "ours_eval" / f"{dlc['scorer']}.h5", dlc["index"]), dlc["values"].copy()
     assert mine.shape == theirs.shape
@@ -194,7 +195,7 @@ def test_deeplabcut_model_analyzes_videos_here_as_deeplabcut(dlc_trained):
     # under box_threshold (0.5) unless told
     options = {"box_threshold": 0.0} if kind == "top_down" else {}
     (summary,) = api.analyze_videos(config, [video], destfolder=root / "ours_analysis", snapshot=None, device="cpu",
-                                    progress=False, **options)
+                                    progress=False, precision="32", **options)  # DeepLabCut's fp32
     assert summary.scorer == dlc["scorer"]
     prefix = f"{video.stem}{dlc['scorer']}"
     written = sorted(p.name[len(prefix):] for p in (root / "ours_analysis").glob(f"{prefix}*"))
@@ -250,14 +251,16 @@ def test_our_run_exported_evaluates_in_deeplabcut_with_our_numbers(kind, tmp_pat
     with pytest.raises(Exception, match="overwrite"):
         export_run(run, config)
     assert export_run(run, config, overwrite=True) == train_dir
-    ours = evaluate_snapshots(run, "best", out_dir=tmp_path / "ours_eval", device="cpu", verbose=False)
+    ours = evaluate_snapshots(run, "best", out_dir=tmp_path / "ours_eval", device="cpu", verbose=False,
+                              precision="32")  # DeepLabCut evaluates in fp32
     (dlc,) = run_peer([call("evaluate", config)])
     assert dlc["value"]["scorer"] == ours.scorer[0]
     if kind == "multi":
         # DeepLabCut's first evaluation of a model with every PAF edge kept prunes its graph (benchmark_paf_graphs,
         # best test mAP of 10 candidate graphs) and writes edges_to_keep beside our snapshot; we build no such
         # search, so our numbers for DeepLabCut's are those of the exported folder, assembled with its edges
-        ours = evaluate_snapshots(train_dir, -1, out_dir=tmp_path / "ours_eval_export", device="cpu", verbose=False)
+        ours = evaluate_snapshots(train_dir, -1, out_dir=tmp_path / "ours_eval_export", device="cpu", verbose=False,
+                                  precision="32")
     if kind == "top_down":  # DeepLabCut's crops of the same boxes: near-ties aside, the same keypoints
         mine = in_order(tmp_path / "ours_eval" / f"{ours.scorer[0]}.h5", dlc["value"]["index"])
         top_down_evaluation_equal(dlc["value"], mine, ours, train_dir)

@@ -1,0 +1,152 @@
+"""Evaluation speed, ours and (optionally) DeepLabCut's, in one run, on the same model and images.
+
+    python benchmarks/evaluate_speed.py [--model resnet_50] [--configs auto 32] [--threads N] [--peer]
+
+The shared openfield project (116 labeled images, 640x480) with a ``--model`` (default ``resnet_50``,
+DeepLabCut's net_type) from scratch: untrained weights evaluate at the same speed. Without ``--peer`` the
+model is our snapshot (benchmarks/analyze_speed.py's ``make_snapshot``). With ``--peer`` DeepLabCut 3.0.2
+(its environment: benchmarks/peer.py) makes shuffle 1 of a copy of the project and saves its untrained
+model as ``snapshot-001.pt`` (no training: only evaluation is timed), times its own ``evaluate_network``,
+and ours evaluates the same DeepLabCut model folder (``evaluate_snapshots``), so both score the same
+weights on the same split.
+
+Each of our ``--configs`` (precision: ``auto``, ``32``, ``bf16``, ``16``) runs in a fresh process and
+prints one JSON line: ``images_per_s`` (images / seconds of the whole call: model loading, reading
+the images, inference, metrics and DeepLabCut's files, as DeepLabCut's ``evaluate_network`` is
+timed), the precision ``auto`` chose, and the train/test RMSE. ``--peer`` adds DeepLabCut's line and a
+summary with the ratio of our fastest configuration's images/s to DeepLabCut's and each RMSE beside
+DeepLabCut's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from peer import run_in_peer  # benchmarks/peer.py (scripts here run as `python benchmarks/<name>.py`)
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = REPO.parent / "shared" / "data/openfield-Pranav-2018-10-30"
+
+# DeepLabCut's side: argv = project, work folder, net_type, "time" or "setup"
+PEER_CODE = r'''
+import json, shutil, sys, time
+from pathlib import Path
+import torch
+import deeplabcut
+from deeplabcut.pose_estimation_pytorch.apis.utils import return_train_network_path
+from deeplabcut.pose_estimation_pytorch.models import PoseModel
+from deeplabcut.utils import auxiliaryfunctions
+
+project, work, net, what = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+copy = work / project.name
+config = str(copy / "config.yaml")
+if what == "setup":
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(project, copy)
+    cfg = auxiliaryfunctions.read_config(config)
+    cfg["project_path"] = str(copy)
+    auxiliaryfunctions.write_config(config, cfg)
+    deeplabcut.create_training_dataset(config, net_type=net, userfeedback=False, engine=deeplabcut.Engine.PYTORCH)
+    train_dir = Path(return_train_network_path(config, shuffle=1)[2])
+    model_cfg = auxiliaryfunctions.read_plainconfig(str(train_dir / "pytorch_config.yaml"))["model"]
+    torch.manual_seed(0)
+    model = PoseModel.build(model_cfg, pretrained_backbone=False)  # no model hub here: from scratch
+    torch.save({"model": model.state_dict(), "metadata": {"epoch": 1, "metrics": {}, "losses": {}}},
+               train_dir / "snapshot-001.pt")
+    print(json.dumps({"config": config, "train_dir": str(train_dir)}), flush=True)
+else:
+    images = sum(1 for _ in (copy / "labeled-data").rglob("*.png"))
+    start = time.perf_counter()
+    deeplabcut.evaluate_network(config, Shuffles=[1], device="cpu")
+    seconds = time.perf_counter() - start
+    (results,) = sorted((copy / "evaluation-results-pytorch").rglob("DLC_*-results.csv"))
+    import pandas as pd
+    row = pd.read_csv(results).iloc[0].to_dict()
+    print(json.dumps({"tool": "deeplabcut", "version": deeplabcut.__version__, "net": net, "images": images,
+                      "seconds": round(seconds, 2), "images_per_s": round(images / seconds, 3),
+                      "threads": torch.get_num_threads(), "train_rmse": row.get("train rmse"),
+                      "test_rmse": row.get("test rmse")}), flush=True)
+'''
+
+
+def one(args) -> dict:
+    """Child process: evaluate the snapshot (or DeepLabCut model folder) with one precision."""
+    import torch
+
+    from lightning_dlc.evaluation.report import evaluate_snapshots
+    from lightning_dlc.inference.devices import resolve_precision
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    rows = evaluate_snapshots(args.snapshot, -1, out_dir=args.out, overwrite=True, device=args.device,
+                              precision=args.one, verbose=False)
+    seconds = time.perf_counter() - start
+    images = int(rows["n_images"].sum())
+    rmse = {f"{r.split}_rmse": round(float(r.rmse), 2) for r in rows.itertuples()}
+    return {"tool": "lightning_dlc", "model": args.model, "precision": args.one,
+            "chosen": resolve_precision(args.one, args.device, log_choice=False), "device": args.device,
+            "images": images, "seconds": round(seconds, 2), "images_per_s": round(images / seconds, 3), **rmse,
+            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+
+
+def ours(config: str, args, snapshot: str, out: Path) -> dict:
+    cmd = [sys.executable, __file__, "--one", config, "--snapshot", snapshot, "--out", str(out),
+           "--model", args.model, "--device", args.device, "--threads", str(args.threads or 0)]
+    run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    if run.returncode != 0 or not lines:
+        sys.exit(f"{config} failed ({run.returncode}): {run.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet_50")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--configs", nargs="+", default=["auto", "32"], help="precisions: auto, 32, bf16, 16")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of ours (0: torch's default)")
+    parser.add_argument("--peer", action="store_true", help="also time DeepLabCut's evaluate_network on the same model")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--snapshot", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(args)), flush=True)
+        return
+    if not (PROJECT / "config.yaml").is_file():
+        sys.exit(f"{PROJECT} is not here (../shared beside the checkout)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.peer:
+            (setup,) = run_in_peer(PEER_CODE, str(PROJECT), str(work), args.model, "setup")
+            snapshot = setup["train_dir"]
+        else:
+            from analyze_speed import make_snapshot
+
+            snapshot = str(make_snapshot(args.model, work))
+        results = []
+        for config in args.configs:
+            results.append(ours(config, args, snapshot, work / f"ours-{config}"))
+            print(json.dumps(results[-1]), flush=True)
+        if args.peer:
+            (theirs,) = run_in_peer(PEER_CODE, str(PROJECT), str(work), args.model, "time")
+            print(json.dumps(theirs), flush=True)
+            best = max(results, key=lambda r: r["images_per_s"])
+            print(json.dumps({"summary": "evaluate images/s, ours / DeepLabCut",
+                              "ratio": round(best["images_per_s"] / theirs["images_per_s"], 3),
+                              "ours": best["images_per_s"], "ours_precision": best["chosen"],
+                              "deeplabcut": theirs["images_per_s"],
+                              "rmse": {r["precision"]: [r.get("train_rmse"), r.get("test_rmse")] for r in results},
+                              "deeplabcut_rmse": [theirs["train_rmse"], theirs["test_rmse"]]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
