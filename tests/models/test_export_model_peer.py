@@ -4,8 +4,9 @@ A shuffle's model folder made by DeepLabCut (create_training_dataset: its pytorc
 create_training_dataset and pytorch_config writer, as export_run leaves it) gets snapshot files of random
 weights (export_model only moves them, so no training is needed); DeepLabCut's export_model and ours export it
 with the same arguments, and the exported-models-pytorch folders must hold the same paths, each file the same
-keys, the same config and the same tensors.
+keys, the same config and the same tensors. DeepLabCut runs once for all cases (its import is most of the time).
 """
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,9 @@ from lightning_dlc.project.pytorch_config import pytorch_config_from_run, write_
 
 pytestmark = pytest.mark.slow
 SIDE = "export_model_side"  # tests/peer/export_model_side.py, on DeepLabCut's path
+_side_spec = importlib.util.spec_from_file_location(SIDE, Path(__file__).parents[1] / "peer" / f"{SIDE}.py")
+side = importlib.util.module_from_spec(_side_spec)
+_side_spec.loader.exec_module(side)  # its fake_snapshots, for the folders we make
 # per case: who makes the model folder, net_type, detector, pose and detector snapshots, export_model calls
 CASES = {
     "dlc_bottom_up": ("dlc", "resnet_50", "", ["snapshot-001.pt", "snapshot-002.pt", "snapshot-best-002.pt"], [],
@@ -38,15 +42,6 @@ CASES = {
 
 def call(function: str, *args) -> dict:
     return {"kind": "call", "function": f"{SIDE}:{function}", "args": [str(a) for a in args]}
-
-
-def fake_snapshot(path: Path, seed: int) -> None:
-    """DeepLabCut's snapshot layout with random weights (a few layers' names and shapes)."""
-    generator = torch.Generator().manual_seed(seed)
-    model = {"backbone.model.conv1.weight": torch.randn(8, 3, 7, 7, generator=generator),
-             "backbone.model.bn1.num_batches_tracked": torch.tensor(seed),
-             "heads.bodypart.heatmap_head.model.0.bias": torch.randn(5, generator=generator)}
-    torch.save({"model": model, "metadata": {"epoch": seed, "metrics": {}, "losses": {}}}, path)
 
 
 def our_model_folder(config: Path, net_type: str, detector: str) -> Path:
@@ -83,25 +78,38 @@ def same_file(ours: Path, theirs: Path, maker: str) -> None:
             assert torch.equal(mine[key][name], tensor), name
 
 
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Per case: (project config.yaml, DeepLabCut's exports: one folder and file list per call), DeepLabCut's
+    model folders made, and every case exported by DeepLabCut, in one run of its environment."""
+    root = tmp_path_factory.mktemp("export_model")
+    configs, jobs, slots = {}, [], {}
+    for case, (maker, net_type, detector, poses, detectors, calls) in CASES.items():
+        configs[case] = make_demo_project(root / case / "p", multianimal=bool(detector), n_frames=12, n_labeled=10,
+                                          size=64)
+        names = json.dumps([*poses, *detectors])
+        if maker == "dlc":
+            jobs.append(call("make_shuffle", configs[case], net_type, detector, names))
+        else:
+            side.fake_snapshots(str(our_model_folder(configs[case], net_type, detector)), names)
+        slots[case] = []
+        for i, kwargs in enumerate(calls):
+            slots[case].append((len(jobs), root / case / f"dlc-{i}"))
+            jobs.append(call("export", configs[case], json.dumps(kwargs), root / case / f"dlc-{i}"))
+    results = run_peer(jobs)
+    return {case: (configs[case], [(folder, results[k]["value"]) for k, folder in slots[case]]) for case in CASES}
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_export_model_writes_deeplabcuts_files(case, tmp_path):
-    maker, net_type, detector, poses, detectors, calls = CASES[case]
-    config = make_demo_project(tmp_path / "p", multianimal=bool(detector), n_frames=12, n_labeled=10, size=64)
-    if maker == "dlc":
-        (made,) = run_peer([call("make_shuffle", config, net_type, detector)])
-        train_dir = Path(made["value"])
-    else:
-        train_dir = our_model_folder(config, net_type, detector)
-    for seed, name in enumerate([*poses, *detectors], start=1):
-        fake_snapshot(train_dir / name, seed)
-    theirs = run_peer([call("export", config, json.dumps(kwargs), tmp_path / f"dlc-{i}")
-                       for i, kwargs in enumerate(calls)])
+def test_export_model_writes_deeplabcuts_files(case, exports):
+    maker, _, _, _, _, calls = CASES[case]
+    config, theirs = exports[case]
     exported = config.parent / EXPORTED_MODELS
-    for i, (kwargs, dlc) in enumerate(zip(calls, theirs)):
+    for kwargs, (folder, dlc_files) in zip(calls, theirs):
         written = api.export_model(config, **kwargs)
         files = sorted(str(p.relative_to(exported)) for p in exported.rglob("*") if p.is_file())
-        assert files == dlc["value"], kwargs
+        assert files == dlc_files, kwargs
         assert sorted(str(p.relative_to(exported)) for p in written) == files
         for name in files:
-            same_file(exported / name, tmp_path / f"dlc-{i}" / name, maker)
+            same_file(exported / name, folder / name, maker)
         shutil.rmtree(exported)
