@@ -128,8 +128,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
     ``autocast_dtype`` (``torch.bfloat16``, ``torch.float16``): run the network under autocast in
     that precision; its outputs are decoded (peaks, assembly) in float32.
     A top-down model (``model.top_down``) reads one crop per box of ``boxes [B, N, 4]`` (xyxy in
-    the pixels of ``images``, NaN rows = no animal; from a detector or the user), ``micro_batch``
-    crops at a time; row n of the output is box n, or with an identity head identity n; ``crop_features``:
+    the pixels of ``images``, NaN rows = no animal; from a detector or the user); ``micro_batch``: images
+    (top-down: crops) per network call (None: all); row n of the output is box n, or with an identity head identity n; ``crop_features``:
     see :meth:`~lightning_dlc.models.top_down.TopDown.predict_all` (``features`` then in the output).
     ``net`` (default ``model``): what maps normalized images to head outputs (``model``'s ``torch.compile``
     wrapper, an :class:`~lightning_dlc.inference.onnx_runner.OnnxNetwork`); ``model`` decodes them.
@@ -147,7 +147,10 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
                                          autocast_dtype, micro_batch, net, crop_features=crop_features)
     else:
         net = net if net is not None else model
-        predicted = model.predict(run_network(net, normalize_images(images, channels_last), autocast_dtype))
+        step = micro_batch if micro_batch and micro_batch < len(images) else max(len(images), 1)
+        parts = [model.predict(run_network(net, normalize_images(images[i: i + step], channels_last), autocast_dtype))
+                 for i in range(0, max(len(images), 1), step)]
+        predicted = parts[0] if len(parts) == 1 else {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     scale = torch.as_tensor(scale, dtype=torch.float32, device=device).reshape(-1, 1, 1)
 
     def original(points: torch.Tensor) -> torch.Tensor:  # [B, M, K, 3]
@@ -205,18 +208,12 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                 boxes = detect_boxes(detector, batch["image"], meta.max_individuals, box_threshold)[..., :4]
             elif model.top_down is not None:
                 boxes = model.top_down.label_boxes(batch["keypoints"], batch["sizes"], batch["scale"])
-            images, scale = batch["image"], batch["scale"]
-            micro = micro_batch
+            images, micro = batch["image"], micro_batch
             if micro == "auto":
                 micro = cpu_micro_batch(*images.shape[-2:], autocast_dtype is not None) \
                     if next(model.parameters()).device.type == "cpu" else None
-            if boxes is not None or not micro:
-                predicted = predict_batch(model, images, scale, channels_last, autocast_dtype, boxes=boxes,
-                                          micro_batch=micro)
-            else:
-                parts = [predict_batch(model, images[i: i + micro], scale[i: i + micro], channels_last, autocast_dtype)
-                         for i in range(0, len(images), micro)]
-                predicted = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+            predicted = predict_batch(model, images, batch["scale"], channels_last, autocast_dtype, boxes=boxes,
+                                      micro_batch=micro)
             index = batch["index"].numpy()
             for key, value in predicted.items():
                 value = value.cpu().numpy()

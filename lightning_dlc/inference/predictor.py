@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 __all__ = ["PRECISIONS", "Predictor", "as_predictor", "read_boxes"]
 
 
-
 class Predictor:
     """A batched predictor over arrays: uint8 RGB images in, keypoints in their pixels out.
 
