@@ -89,7 +89,7 @@ def _reset_gpu_peak(device: str) -> None:
 
 def decode(args, plan, work: Path):
     """Frames/s of reading alone (every frame, on the device for DALI)."""
-    from lightning_dlc.inference.video import open_video
+    from lightning_dlc.data.video import open_video
 
     for size in plan.decode_sizes:
         video = test_video(work / f"decode_{size[0]}x{size[1]}.{'webm' if 'vp9' in plan.codec else 'mp4'}", size,

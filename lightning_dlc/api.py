@@ -276,11 +276,12 @@ def diagnostics(config=None, shuffles=(1,), trainingsetindex: int = 0, runs=None
 
 def video_diagnostics(config, videos, destfolder=None, scorer: str | None = None, name: str | None = None,
                       overwrite: bool = False, n_low_confidence: int = 10, n_jumps: int = 10, launch: bool = False,
-                      address: str = "localhost", port: int = 5151):
+                      address: str = "localhost", port: int = 5151, filtered: bool = False):
     """FiftyOne review of analyzed videos: per-frame keypoints (tracked ``_el.h5`` preferred), and the
     ``n_low_confidence`` least confident frames and ``n_jumps`` largest jumps marked ``relabel``
     (:mod:`lightning_dlc.review.video_diagnostics`). ``config`` gives the skeleton (None: no edges).
-    With ``launch``, opens the App on ``address:port`` and waits. Returns the ``fiftyone.Dataset``;
+    With ``launch``, opens the App on ``address:port`` and waits. ``filtered``: the ``_filtered.h5`` of
+    :func:`filterpredictions` instead of the raw predictions. Returns the ``fiftyone.Dataset``;
     :func:`extract_frames_to_relabel` then copies the marked frames into the project.
     """
     from lightning_dlc.review.fiftyone_session import launch_app
@@ -289,7 +290,8 @@ def video_diagnostics(config, videos, destfolder=None, scorer: str | None = None
     edges = as_config(config).skeleton if config is not None else ()
     videos = [videos] if isinstance(videos, (str, Path)) else list(videos)
     dataset = video_dataset(videos, destfolder=destfolder, scorer=scorer, name=name, overwrite=overwrite,
-                            skeleton_edges=edges, n_low_confidence=n_low_confidence, n_jumps=n_jumps)
+                            skeleton_edges=edges, n_low_confidence=n_low_confidence, n_jumps=n_jumps,
+                            filtered=filtered)
     if launch:
         launch_app(dataset, address, port, wait=True)
     return dataset
@@ -309,13 +311,17 @@ def extract_frames_to_relabel(config, dataset, reasons=None):
 # --------------------------------------------------------------------------- tracking and labeled videos
 def _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype) -> list[tuple]:
     """(video, ``<folder>/<video stem><scorer>``) per video: where its analysis files are, named as
-    :func:`analyze_videos` names them (the scorer of the shuffle's snapshot); a folder's labeled videos are
-    left out by :func:`~lightning_dlc.inference.discovery.find_videos`."""
-    from lightning_dlc.inference.discovery import find_videos
+    :func:`analyze_videos` names them (the scorer of the shuffle's snapshot, or ``snapshot`` itself when it is
+    an ensemble's scorer: :func:`analyze_videos_ensemble`); a folder's labeled videos are
+    left out by :func:`~lightning_dlc.data.discovery.find_videos`."""
+    from lightning_dlc.data.discovery import find_videos
     from lightning_dlc.inference.scorer import describe_snapshot
     from lightning_dlc.models.snapshot_files import load_snapshot
+    from lightning_dlc.pipelines.ensemble import is_ensemble_scorer
     from lightning_dlc.project.analysis_files import output_prefix
 
+    if is_ensemble_scorer(snapshot):  # an ensemble's scorer (analyze_videos_ensemble) names its files
+        return [(v, Path(destfolder or v.parent) / output_prefix(v, snapshot)) for v in find_videos(videos, videotype)]
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
     contents = load_snapshot(path)
     top_down = ((contents.get("run_config") or {}).get("model") or {}).get("top_down") is not None
@@ -377,45 +383,37 @@ def stitch_tracklets(config, videos, videotype=None, shuffle: int = 1, trainings
                                                 videotype)]
 
 
-def _crop_offset(prefix: Path) -> tuple[float, float]:
-    """x1, y1 of the crop the video was analyzed with (``_meta.pickle``): analysis coordinates are the crop's."""
-    from lightning_dlc.project.errors import ProjectError
-    from lightning_dlc.tracking.files import load_pickle
-
-    try:
-        data = load_pickle(Path(f"{prefix}_meta.pickle"), "video analysis meta pickle")["data"]
-        x1, _, y1, _ = data["cropping_parameters"] if data.get("cropping") else (0, 0, 0, 0)
-        return float(x1), float(y1)
-    except (ProjectError, KeyError, TypeError, ValueError):
-        return 0.0, 0.0
-
-
 def create_labeled_video(config, videos, videotype=None, shuffle: int = 1, trainingsetindex: int = 0,
                          destfolder=None, track_method: str = "ellipse", color_by: str = "bodypart",
                          trailpoints: int = 0, draw_skeleton: bool = True, pcutoff: float | None = None,
                          dotsize: int | None = None, keypoints_only: bool = False, overwrite: bool = False,
-                         snapshot="best"):
+                         snapshot="best", filtered: bool = False, displayedbodyparts="all",
+                         displayedindividuals="all", outputframerate: float | None = None, Frames2plot=None,
+                         confidence_to_alpha=False):
     """DeepLabCut's create_labeled_video: each analyzed video with its keypoints drawn, as an H.264 mp4.
 
     Draws the stitched tracks ``<video><scorer>_<el|bx|sk>.h5`` when they exist, else the analysis'
-    ``.h5``; writes ``<that .h5's name>[_bp|_id]_p<pcutoff x 100>_labeled.mp4`` beside it (DeepLabCut's
-    name). ``color_by`` bodypart or individual; ``trailpoints`` past positions; the skeleton of
-    config.yaml; points under ``pcutoff`` (config.yaml's) left out; ``keypoints_only``: on black.
+    ``.h5`` (``filtered``: their ``_filtered.h5``, from :func:`filterpredictions`); writes
+    ``<that .h5's name>[_bp|_id]_p<pcutoff x 100>_labeled.mp4`` beside it (DeepLabCut's name). ``color_by``
+    bodypart or individual; ``trailpoints`` past positions; the skeleton of config.yaml (``draw_skeleton``;
+    on by default here, off in DeepLabCut); points under ``pcutoff`` (config.yaml's) left out;
+    ``keypoints_only``: on black. DeepLabCut's ``displayedbodyparts`` / ``displayedindividuals`` (``all`` or
+    a list: only those drawn), ``outputframerate`` (the output's fps; default the video's), ``Frames2plot``
+    (only those frame indices written), ``confidence_to_alpha`` (True: points fade from opaque at
+    likelihood 1 to invisible at ``pcutoff``; or a function likelihood -> alpha).
     An existing video is kept unless ``overwrite``. Returns the videos' paths.
     """
-    from lightning_dlc.project.errors import ProjectError
     from lightning_dlc.project.locks import lock_path
     from lightning_dlc.review.labeled_video import labeled_video
-    from lightning_dlc.tracking.files import tracks_path
+    from lightning_dlc.tracking.analysis_tables import analysis_table, crop_offset
 
     cfg = as_config(config)
     pcutoff = cfg.pcutoff if pcutoff is None else pcutoff
+    bodyparts = None if displayedbodyparts == "all" else _names(displayedbodyparts)
+    individuals = None if displayedindividuals == "all" else _names(displayedindividuals)
     outputs = []
     for video, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype):
-        tracked = tracks_path(prefix.parent, prefix.name, track_method)
-        h5 = tracked if cfg.multianimal and tracked.exists() else Path(f"{prefix}.h5")
-        if not h5.exists():
-            raise ProjectError(h5, "no such analysis file: analyze the video first (api.analyze_videos)")
+        h5 = analysis_table(prefix, track_method if cfg.multianimal else "", filtered, untracked_ok=True)
         tag = ("_id" if color_by == "individual" else "_bp") if cfg.multianimal else ""
         out = h5.with_name(f"{h5.stem}{tag}_p{int(100 * pcutoff)}_labeled.mp4")
         if out.exists() and not overwrite:
@@ -425,7 +423,9 @@ def create_labeled_video(config, videos, videotype=None, shuffle: int = 1, train
         outputs.append(labeled_video(video, h5, out, skeleton=cfg.skeleton if draw_skeleton else (),
                                      color_by=color_by, pcutoff=pcutoff, dotsize=dotsize or _dotsize(cfg),
                                      trail_points=trailpoints, keypoints_only=keypoints_only,
-                                     offset=_crop_offset(prefix), overwrite=overwrite, lock=lock_path(prefix)))
+                                     offset=crop_offset(prefix), overwrite=overwrite, lock=lock_path(prefix),
+                                     bodyparts=bodyparts, individuals=individuals, fps=outputframerate,
+                                     frames=Frames2plot, confidence_to_alpha=confidence_to_alpha))
     return outputs
 
 
@@ -441,6 +441,7 @@ def create_video_with_all_detections(config, videos, videotype=None, shuffle: in
     tracking) drawn on its frame, coloured by bodypart, in ``<video><scorer>_full.mp4``. Returns the paths."""
     from lightning_dlc.project.locks import lock_path
     from lightning_dlc.review.labeled_video import video_with_all_detections
+    from lightning_dlc.tracking.analysis_tables import crop_offset
     from lightning_dlc.tracking.files import read_assemblies
 
     cfg = as_config(config)
@@ -454,7 +455,7 @@ def create_video_with_all_detections(config, videos, videotype=None, shuffle: in
         assemblies, _ = read_assemblies(Path(f"{prefix}_assemblies.pickle"))
         outputs.append(video_with_all_detections(video, assemblies, out, bodyparts=cfg.meta().bodyparts,
                                                  skeleton=cfg.skeleton, pcutoff=pcutoff,
-                                                 dotsize=dotsize or _dotsize(cfg), offset=_crop_offset(prefix),
+                                                 dotsize=dotsize or _dotsize(cfg), offset=crop_offset(prefix),
                                                  overwrite=overwrite, lock=lock_path(prefix)))
     return outputs
 
@@ -546,3 +547,234 @@ def export_onnx(config_or_run, shuffle: int = 1, trainingsetindex: int = 0, snap
         path = snapshot_from_args(where, snapshot) if where.is_dir() else snapshot_from_args(None, str(where))
         detector, project = "auto", None
     return export_snapshot_onnx(path, out, detector=detector, project=project, overwrite=overwrite, opset=opset)
+
+
+# --- H21c: ensembles ---
+def analyze_videos_ensemble(config, videos, shuffles=(1,), snapshots=("best",), trainingsetindex: int = 0,
+                            destfolder=None, videotype=None, track_method: str = "ellipse",
+                            smoothing: float | None = None, min_likelihood: float = 0.0, average: str = "median",
+                            scorer: str | None = None, overwrite: bool = False, **analyze_options):
+    """Ours (DeepLabCut has no ensembles): several models analyze each video, an Ensemble Kalman smoother
+    (Lightning Pose's EKS method) combines them.
+
+    The members are every (shuffle, snapshot) of ``shuffles`` x ``snapshots`` (as :func:`analyze_videos`
+    names them: ``best``, ``last``, DeepLabCut's index or a file), at least two. Each video is analyzed by
+    each member with :func:`analyze_videos` (an existing analysis is reused, not redone; ``analyze_options``
+    go to it; multi-animal projects are tracked with ``track_method`` and their tracks ensembled), then
+    smoothed into ``<video><ensemble scorer>.h5`` (``..._<el|bx|sk>.h5`` multi-animal) with ``_meta.pickle``:
+    DeepLabCut's table, likelihood the members' mean, and the posterior variance of x and y inside the same
+    file (:func:`lightning_dlc.pipelines.ensemble.read_ensemble_variance`; DeepLabCut does not see it). The
+    scorer (``DLC_ensemble<M>_<first member's scorer>`` unless ``scorer``, which must start with
+    ``DLC_ensemble``) is what the other functions take as ``snapshot`` to use the ensemble where they would
+    use a model's analysis: ``create_labeled_video(config, videos, snapshot=result.scorer)``. ``smoothing``:
+    the random walk's step variance (px²; None: chosen per keypoint by likelihood); ``min_likelihood``:
+    members' points under it are left out; ``average``: the members' ``median`` (EKS' default) or ``mean``.
+    An ensemble made before is kept unless ``overwrite``. Returns one
+    :class:`~lightning_dlc.pipelines.ensemble.EnsembleResult` per video (``.h5``, ``.scorer``, ``.status``).
+    """
+    from lightning_dlc.pipelines.ensemble import ensemble_analyses, is_ensemble_scorer
+
+    if scorer is not None and not is_ensemble_scorer(scorer):
+        raise ValueError(f"scorer {scorer!r} must start with 'DLC_ensemble' (so the other functions find it)")
+    cfg = as_config(config)
+    members = [(sh, sn) for sh in ([shuffles] if isinstance(shuffles, int) else shuffles)
+               for sn in ([snapshots] if isinstance(snapshots, (str, int, Path)) else snapshots)]
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least two members: shuffles x snapshots gave {members}")
+    prefixes = []
+    for shuffle, snapshot in members:
+        analyze_videos(config, videos, shuffle=shuffle, trainingsetindex=trainingsetindex, destfolder=destfolder,
+                       snapshot=snapshot, videotype=videotype, auto_track=cfg.multianimal, track_method=track_method,
+                       **analyze_options)
+        prefixes.append(_analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder, videotype))
+    return [ensemble_analyses(per_video[0][0], [prefix for _, prefix in per_video], multianimal=cfg.multianimal,
+                              track_method=track_method, scorer=scorer, smoothing=smoothing,
+                              min_likelihood=min_likelihood, average=average, overwrite=overwrite,
+                              destfolder=destfolder)
+            for per_video in zip(*prefixes)]
+
+
+# --- H21b: filtering, trajectory plots, skeleton analysis ---
+def _post_track_method(cfg, track_method: str) -> str:
+    """DeepLabCut's rule: a multi-animal project reads its tracks (``track_method``, else config.yaml's
+    ``default_track_method``, else ellipse); a single-animal one none."""
+    if not cfg.multianimal:
+        return ""
+    return track_method or cfg.data.get("default_track_method") or "ellipse"
+
+
+def _post_tables(cfg, videos, videotype, shuffle, trainingsetindex, destfolder, modelprefix, track_method,
+                 filtered, snapshot) -> list[tuple[Path, Path]]:
+    """(video, the analysis table it reads) per video (:func:`~lightning_dlc.tracking.analysis_tables.analysis_table`:
+    a clear error naming the file when a video is not analyzed, tracked or filtered)."""
+    from lightning_dlc.tracking.analysis_tables import analysis_table
+
+    if modelprefix:
+        raise ValueError(f"modelprefix={modelprefix!r}: models outside the project's dlc-models folders are not "
+                         "supported; pass the shuffle")
+    method = _post_track_method(cfg, track_method)
+    return [(video, analysis_table(prefix, method, filtered))
+            for video, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
+                                                    videotype)]
+
+
+def filterpredictions(config, video, videotype="", shuffle: int = 1, trainingsetindex: int = 0,
+                      filtertype: str = "median", windowlength: int = 5, p_bound: float = 0.001, ARdegree: int = 3,
+                      MAdegree: int = 1, alpha: float = 0.01, save_as_csv: bool = True, destfolder=None,
+                      modelprefix: str = "", track_method: str = "", snapshot="best", return_data: bool = False):
+    """DeepLabCut's filterpredictions: analyzed videos' predictions smoothed (:mod:`lightning_dlc.tracking.filtering`).
+
+    ``filtertype`` median (``windowlength``: odd window), arima (SARIMAX(``ARdegree``, 0, ``MAdegree``), points
+    under ``p_bound`` missing; ``alpha`` only sets DeepLabCut's unused confidence interval) or spline
+    (``windowlength``: the longest gap filled). Reads ``<video><scorer>.h5`` (a multi-animal project: its tracks
+    ``_<el|bx|sk>.h5`` of ``track_method``) and writes ``..._filtered.h5`` (and ``.csv`` with ``save_as_csv``)
+    beside it, atomically. A video already filtered is skipped, as DeepLabCut does (delete the file to filter
+    again); an unanalyzed video raises naming its missing file. Returns the filtered files' paths, or with
+    ``return_data`` ``{video: filtered table}``.
+    """
+    from lightning_dlc.tracking.analysis_tables import read_table
+    from lightning_dlc.tracking.filtering import filter_file
+
+    cfg = as_config(config)
+    written = {v: filter_file(h5, filtertype, windowlength, p_bound, ARdegree, MAdegree, save_as_csv)
+               for v, h5 in _post_tables(cfg, video, videotype, shuffle, trainingsetindex, destfolder, modelprefix,
+                                         track_method, False, snapshot)}
+    return {v: read_table(path) for v, path in written.items()} if return_data else list(written.values())
+
+
+def plot_trajectories(config, videos, videotype="", shuffle: int = 1, trainingsetindex: int = 0,
+                      filtered: bool = False, displayedbodyparts="all", displayedindividuals="all",
+                      showfigures: bool = False, destfolder=None, modelprefix: str = "", imagetype: str = ".png",
+                      resolution: int = 100, linewidth: float = 1.0, track_method: str = "",
+                      pcutoff: float | None = None, snapshot="best"):
+    """DeepLabCut's plot_trajectories: ``plot-poses/<video stem>/`` beside the analysis (``destfolder``), with
+    ``trajectory``, ``plot``, ``plot-likelihood`` and ``hist`` images (:mod:`lightning_dlc.review.trajectories`;
+    ``_filtered`` in their names for ``filtered`` predictions, the individual's name per track). Colours and
+    transparency from config.yaml's ``colormap`` and ``alphavalue``; points under ``pcutoff`` (config.yaml's
+    by default) left out. Returns the images' paths."""
+    from lightning_dlc.review.trajectories import plot_trajectories as plot
+    from lightning_dlc.tracking.analysis_tables import FILTERED, plot_folder
+
+    cfg = as_config(config)
+    bodyparts = None if displayedbodyparts == "all" else _names(displayedbodyparts)
+    individuals = None if displayedindividuals == "all" else _names(displayedindividuals)
+    written = []
+    for video, h5 in _post_tables(cfg, videos, videotype, shuffle, trainingsetindex, destfolder, modelprefix,
+                                  track_method, filtered, snapshot):
+        written += plot(h5, plot_folder(h5.parent, video), bodyparts, individuals, FILTERED if filtered else "",
+                        pcutoff=cfg.pcutoff if pcutoff is None else pcutoff,
+                        colormap=cfg.data.get("colormap") or "rainbow", alpha=float(cfg.data.get("alphavalue") or 1.0),
+                        imagetype=imagetype, resolution=resolution, linewidth=linewidth, show=showfigures)
+    return written
+
+
+def _names(given) -> list[str]:
+    """A name or a list of names (DeepLabCut's displayedbodyparts / displayedindividuals)."""
+    return [given] if isinstance(given, str) else list(given)
+
+
+def analyzeskeleton(config, videos, videotype="", shuffle: int = 1, trainingsetindex: int = 0, filtered: bool = False,
+                    save_as_csv: bool = False, destfolder=None, modelprefix: str = "", track_method: str = "",
+                    snapshot="best", return_data: bool = False):
+    """DeepLabCut's analyzeskeleton: length, orientation and likelihood of each edge of config.yaml's ``skeleton``
+    per frame (:mod:`lightning_dlc.review.skeleton_analysis`) in ``..._skeleton.h5`` (``.csv`` with
+    ``save_as_csv``) beside the (``filtered``) analysis table. An existing one is skipped, as DeepLabCut does.
+    Returns the files' paths, or with ``return_data`` ``{video: table}``."""
+    from lightning_dlc.review.skeleton_analysis import skeleton_file
+    from lightning_dlc.tracking.analysis_tables import read_table
+
+    cfg = as_config(config)
+    if not cfg.skeleton:
+        raise ValueError(f"{cfg.path}: no skeleton defined in config.yaml")
+    written = {v: skeleton_file(h5, cfg.skeleton, save_as_csv)
+               for v, h5 in _post_tables(cfg, videos, videotype, shuffle, trainingsetindex, destfolder, modelprefix,
+                                         track_method, filtered, snapshot)}
+    return {v: read_table(path) for v, path in written.items()} if return_data else list(written.values())
+
+
+# --- H21a: outlier frames, machine labels, merge, the next iteration ---
+def extract_outlier_frames(config, videos, videotype="", shuffle: int = 1, trainingsetindex: int = 0,
+                           outlieralgorithm: str = "jump", frames2use=None, comparisonbodyparts="all",
+                           epsilon: float = 20, p_bound: float = 0.01, ARdegree: int = 3, MAdegree: int = 1,
+                           alpha: float = 0.01, extractionalgorithm: str = "kmeans", automatic: bool = False,
+                           cluster_resizewidth: int = 30, cluster_color: bool = False, opencv: bool = True,
+                           savelabeled: bool = False, copy_videos: bool = False, destfolder=None,
+                           modelprefix: str = "", track_method: str = "", snapshot="best", seed: int = 0,
+                           video_extensions=None, **kwargs):
+    """DeepLabCut's extract_outlier_frames (:mod:`lightning_dlc.pipelines.refine`): each analyzed video's
+    putative outlier frames (``outlieralgorithm`` jump / uncertain / fitting / list, DeepLabCut's parameters),
+    ``numframes2pick`` of them (config.yaml) picked by ``extractionalgorithm`` (kmeans / uniform), written as
+    ``labeled-data/<video>/img<frame>.png`` with ``machinelabels-iter<i>.h5`` (+ ``machinelabels.csv``), the
+    video added to ``video_sets``. Existing images and their labels are never replaced (those frames are
+    skipped, said once). Reads the analysis of the shuffle's ``snapshot`` (its scorer; DeepLabCut's
+    ``snapshot_index`` keyword works too), a multi-animal project's tracks of ``track_method``
+    (config.yaml's ``default_track_method``, else ellipse). Differences, documented: ``automatic=False``
+    does not ask on stdin (it proceeds, as ``automatic=True``); picks are reproducible (``seed``);
+    ``outlieralgorithm="manual"`` (DeepLabCut's napari GUI) is not built: mark frames in the FiftyOne review
+    (:func:`video_diagnostics`) and :func:`extract_frames_to_relabel` them; ``savelabeled`` draws nothing
+    (use :func:`create_labeled_video`); the video is listed by its path, not copied (``copy_videos``). An
+    unanalyzed video raises naming the missing file. Returns one
+    :class:`~lightning_dlc.pipelines.refine.OutlierFrames` per video.
+    """
+    import logging
+
+    from lightning_dlc.pipelines.refine import extract_outliers
+
+    if modelprefix:
+        raise ValueError(f"modelprefix={modelprefix!r}: models outside the project's dlc-models folders are not "
+                         "supported; pass the shuffle")
+    snapshot = kwargs.pop("snapshot_index", snapshot)
+    kwargs.pop("detector_snapshot_index", None)  # names the scorer only with a detector: the analysis has it
+    if kwargs:
+        raise TypeError(f"extract_outlier_frames: unknown arguments {sorted(kwargs)}")
+    if savelabeled or copy_videos or not opencv:
+        logging.getLogger(__name__).warning("extract_outlier_frames: savelabeled / copy_videos / opencv=False are "
+                                            "DeepLabCut options not built here; ignored")
+    cfg = as_config(config)
+    method = _post_track_method(cfg, track_method)
+    return [extract_outliers(cfg, video, prefix, outlieralgorithm=outlieralgorithm,
+                             extractionalgorithm=extractionalgorithm, comparisonbodyparts=comparisonbodyparts,
+                             track_method=method, cluster_resizewidth=cluster_resizewidth,
+                             cluster_color=cluster_color, seed=seed, frames2use=frames2use, epsilon=epsilon,
+                             p_bound=p_bound, ARdegree=ARdegree, MAdegree=MAdegree, alpha=alpha)
+            for video, prefix in _analysis_prefixes(cfg, videos, shuffle, trainingsetindex, snapshot, destfolder,
+                                                    video_extensions or videotype or None)]
+
+
+def accept_machine_labels(config, videos=None, pcutoff: float | None = None) -> list[Path]:
+    """Ours, a scripted stand-in for DeepLabCut's refine GUI: each labeled-data folder's (``videos``: only
+    theirs) machine labels of this iteration join its ``CollectedData_<scorer>.h5`` as they are (points with
+    likelihood > ``pcutoff``, default config.yaml's; the rest unlabeled). Rows already in CollectedData are
+    kept exactly. Returns the CollectedData files written."""
+    from lightning_dlc.project.machine_labels import accept_machine_labels as accept
+
+    cfg = as_config(config)
+    root = cfg.root / "labeled-data"
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if videos is not None:
+        stems = {Path(v).stem for v in ([videos] if isinstance(videos, (str, Path)) else videos)}
+        folders = [p for p in folders if p.name in stems]
+    return [path for path in (accept(cfg, folder, pcutoff) for folder in folders) if path is not None]
+
+
+def merge_datasets(config, forceiterate: int | None = None) -> int:
+    """DeepLabCut's merge_datasets: every labeled-data folder labeled or refined (``CollectedData_<scorer>.h5``)
+    -> config.yaml's ``iteration`` + 1 (or ``forceiterate``), written atomically with its comments. A folder with
+    only machine labels (not refined) raises, naming it (DeepLabCut prints it and leaves the iteration). Then
+    :func:`create_training_dataset` and :func:`train_network` for the new iteration; start it from the last
+    one's model with ``train_network(config, snapshot_path=previous_iteration_snapshot(config))`` (or the
+    shuffle's pytorch_config.yaml ``resume_training_from``, or ``overrides=["model.weights=<snapshot>"]``):
+    the whole model's weights, epochs counted from 0. Returns the new iteration."""
+    from lightning_dlc.project.machine_labels import merge_datasets as merge
+
+    return merge(config, forceiterate)
+
+
+def previous_iteration_snapshot(config, shuffle: int = 1, trainingsetindex: int = 0, snapshot="best",
+                                iteration: int | None = None, modelprefix: str = "") -> Path:
+    """Ours: the ``snapshot`` (best, last or an index) of the shuffle's model in ``iteration`` (default: the
+    iteration before config.yaml's), to start the next iteration from (:func:`merge_datasets`)."""
+    from lightning_dlc.pipelines.refine import previous_iteration_snapshot as previous
+
+    cfg = as_config(config)
+    return previous(cfg, _training_fraction(cfg, trainingsetindex), shuffle, modelprefix, snapshot, iteration)

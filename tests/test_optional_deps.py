@@ -32,7 +32,7 @@ def test_blocking_works(tmp_path):
 def test_api_and_cli_import_without_fiftyone_and_dali(tmp_path):
     out = run_without(("nvidia.dali", "fiftyone"), """
         import lightning_dlc.api, lightning_dlc.cli.train, lightning_dlc.cli.analyze_videos, lightning_dlc.cli.evaluate
-        from lightning_dlc.inference.dali_reader import dali_available
+        from lightning_dlc.data.dali_reader import dali_available
         print("dali", dali_available())
         """, tmp_path)
     assert "dali False" in out
@@ -56,8 +56,8 @@ def test_train_and_analyze_on_cpu_without_dali_and_fiftyone(tmp_path):
         from lightning_dlc.data.demo import make_demo_project
         from lightning_dlc.data.demo_scene import render_scene
         from lightning_dlc.data.video_writer import write_video
-        from lightning_dlc.inference.video import choose_reader
-        from lightning_dlc.inference.video_reader import probe_video
+        from lightning_dlc.data.video import choose_reader
+        from lightning_dlc.data.video_reader import probe_video
 
         config = make_demo_project("fishtank", multianimal=False, n_frames=12, n_labeled=8, size=64)
         api.create_training_dataset(config)

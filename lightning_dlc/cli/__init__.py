@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = ("train", "evaluate", "analyze-videos", "analyze-images", "track", "create-labeled-video",
-            "diagnostics", "create-training-dataset", "make-demo", "export")
+            "diagnostics", "create-training-dataset", "make-demo", "export", "filter-predictions",
+            "plot-trajectories", "analyze-skeleton", "analyze-ensemble")
 
 __all__ = ["COMMANDS", "main"]
 

@@ -7,16 +7,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc import api
-from lightning_dlc.pipelines.run_folder import project_and_snapshot
+from lightning_dlc.pipelines.run_folder import video_command_args
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="create_labeled_video")
 def main(cfg: DictConfig) -> None:
     args = OmegaConf.to_container(cfg, resolve=True)
-    config, snapshot = project_and_snapshot(args.pop("config"), args.pop("run"), args.pop("snapshot"))
-    videos, all_detections = args.pop("videos"), args.pop("all_detections")
-    if not videos:
-        raise SystemExit("no videos given: videos=[/path/a.mp4,/path/folder]")
+    all_detections = args.pop("all_detections")
+    config, snapshot, videos = video_command_args(args)
     for path in api.create_labeled_video(config, videos, snapshot=snapshot, **args):
         print(f"labeled video: {path}")
     if all_detections:

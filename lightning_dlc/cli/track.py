@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc import api
-from lightning_dlc.pipelines.run_folder import project_and_snapshot
+from lightning_dlc.pipelines.run_folder import video_command_args
 
 CONVERT = ("pcutoff", "max_age", "min_similarity", "box_slack", "ignore_bodyparts", "identity_only")
 STITCH = ("n_tracks", "min_length", "split_tracklets", "max_gap", "fill_gaps", "save_as_csv", "animal_names",
@@ -17,10 +17,7 @@ STITCH = ("n_tracks", "min_length", "split_tracklets", "max_gap", "fill_gaps", "
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="track")
 def main(cfg: DictConfig) -> None:
     args = OmegaConf.to_container(cfg, resolve=True)
-    config, snapshot = project_and_snapshot(args.pop("config"), args.pop("run"), args.pop("snapshot"))
-    videos = args.pop("videos")
-    if not videos:
-        raise SystemExit("no videos given: videos=[/path/a.mp4,/path/folder]")
+    config, snapshot, videos = video_command_args(args)
     common = {k: args.pop(k) for k in ("videotype", "shuffle", "trainingsetindex", "destfolder", "track_method",
                                        "overwrite")}
     for path in api.convert_detections2tracklets(config, videos, snapshot=snapshot, **common,

@@ -10,6 +10,11 @@
   created if missing. An existing project is reused, never overwritten.
 
 Validation, testing and prediction use the test split.
+
+``unlabeled`` (the ``unlabeled`` config group; None or empty: off) adds sequences of unlabeled video to
+training: ``train_dataloader`` then returns ``CombinedLoader({"labeled": ..., "unlabeled": ...},
+mode="max_size_cycle")`` (:mod:`lightning_dlc.data.unlabeled`), and the unlabeled images arrive normalized on
+the batch's device. Validation, testing and prediction never change.
 """
 from __future__ import annotations
 
@@ -21,9 +26,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from lightning_dlc.data.dataset import PoseDataset, collate_pose
+from lightning_dlc.data.normalize import normalize_images
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.records import LabeledData, ProjectMeta
@@ -33,6 +40,9 @@ log = logging.getLogger(__name__)
 SOURCES = ("dlc", "coco", "demo")
 DEFAULT_DEMO_PROJECT = "outputs/demo_project"
 PREDICT_SPLITS = ("train", "test", "all")
+# keys of the ``unlabeled`` group (conf/unlabeled/videos.yaml)
+UNLABELED_KEYS = ("videos", "seq_len", "batch_size", "reader", "num_workers", "frame_stride",
+                  "max_sequences_per_epoch", "seed")
 
 
 class PoseDataModule(L.LightningDataModule):
@@ -50,6 +60,7 @@ class PoseDataModule(L.LightningDataModule):
         max_individuals: int | None = None,
         predict_split: str = "test",
         demo: Mapping | None = None,
+        unlabeled: Mapping | None = None,
     ):
         super().__init__()
         if source not in SOURCES:
@@ -68,6 +79,13 @@ class PoseDataModule(L.LightningDataModule):
             if key in demo:
                 raise ValueError(f"data.demo.{key} is not a setting: the demo project goes to data.project "
                                  "and an existing one is never overwritten")
+        unlabeled = dict(unlabeled or {})
+        unknown = sorted(set(unlabeled) - set(UNLABELED_KEYS))
+        if unknown:
+            raise ValueError(f"unlabeled.{unknown[0]} is not a setting; the settings are {', '.join(UNLABELED_KEYS)}")
+        if unlabeled and unlabeled.get("videos") in (None, "", []):
+            raise ValueError("unlabeled.videos is empty: name video files or folders, or `project` for the "
+                             "project's videos/ folder")
         self.save_hyperparameters()
         self.source = source
         self.project = Path(project).expanduser().resolve()
@@ -81,6 +99,7 @@ class PoseDataModule(L.LightningDataModule):
         self.max_individuals = max_individuals
         self.predict_split = predict_split
         self.demo = demo
+        self.unlabeled = unlabeled
         self.splits: dict[str, LabeledData] | None = None
         self._meta: ProjectMeta | None = None
         self.train_set: PoseDataset | None = None
@@ -231,9 +250,49 @@ class PoseDataModule(L.LightningDataModule):
         if self.train_set is None:
             self.setup()
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
         self._require_setup()
-        return self._loader(self.train_set, train=True)
+        labeled = self._loader(self.train_set, train=True)
+        if not self.unlabeled:
+            return labeled
+        return CombinedLoader({"labeled": labeled, "unlabeled": self._unlabeled_loader(len(labeled))},
+                              mode="max_size_cycle")
+
+    def _unlabeled_loader(self, labeled_steps: int) -> DataLoader:
+        """Sequences of unlabeled video, this process's share, at most as many batches as the labeled loader's
+        (``max_size_cycle`` would otherwise stretch the epoch to the unlabeled loader's length)."""
+        from lightning_dlc.data.dali_reader import dali_available
+        from lightning_dlc.data.unlabeled import UnlabeledSequences
+
+        cfg = self.unlabeled
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        root = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        reader = cfg.get("reader", "auto")
+        batch_size = int(cfg.get("batch_size", 2))
+        # DALI decodes on the training GPU when it can; CUDA work stays in this process (no worker processes)
+        gpu = root.type == "cuda" and reader != "opencv" and dali_available()
+        workers = 0 if gpu else int(cfg.get("num_workers", 0))
+        n_batches = labeled_steps
+        if cfg.get("max_sequences_per_epoch") is not None:  # all processes together
+            n_batches = min(n_batches, max(1, -(-int(cfg["max_sequences_per_epoch"]) // (world * batch_size))))
+        project = None if self.source == "coco" else self._config().path.parent
+        dataset = UnlabeledSequences(
+            cfg["videos"], seq_len=int(cfg.get("seq_len", 5)), batch_size=batch_size,
+            frame_stride=int(cfg.get("frame_stride", 1)), reader=reader, device=root if gpu else "cpu",
+            resize=self.resize, pad_multiple=self.pad_multiple, n_batches=n_batches, rank=rank, world_size=world,
+            seed=int(cfg.get("seed", 0)), project=project)
+        return DataLoader(dataset, batch_size=None, num_workers=workers, pin_memory=not gpu and self._pin(),
+                          persistent_workers=workers > 0)  # persistent: workers count the epochs (new orders)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Unlabeled frames normalized on the batch's device, as labeled images are in the training step."""
+        if isinstance(batch, Mapping) and isinstance(batch.get("unlabeled"), Mapping) and "labeled" in batch:
+            unlabeled = dict(batch["unlabeled"])
+            images = unlabeled["images"]
+            unlabeled["images"] = normalize_images(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+            batch = {**batch, "unlabeled": unlabeled}
+        return batch
 
     def val_dataloader(self) -> DataLoader | list:
         """The test split; an empty one gives no validation (with a warning), not an error."""

@@ -58,6 +58,26 @@ def to_original_pixels(xy, scale):
     return (xy + 0.5) / scale - 0.5
 
 
+def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """``uint8[H, W, 3]`` resized by ``scale``: the one resize of training images (labeled and unlabeled)."""
+    # fx/fy (no dsize) make OpenCV sample with exactly this scale: x -> (x + 0.5) s - 0.5.
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def pad_images(images: list[torch.Tensor], pad_multiple: int = 32) -> torch.Tensor:
+    """Images ``[..., 3, h, w]`` (same leading shape) stacked, zero-padded at the bottom and right to the largest
+    height and width, each rounded up to a multiple of ``pad_multiple``."""
+    multiple = max(1, int(pad_multiple or 1))
+    sizes = torch.tensor([image.shape[-2:] for image in images], dtype=torch.int64)
+    height, width = (-(-int(s) // multiple) * multiple for s in sizes.max(dim=0).values)
+    first = images[0]
+    out = first.new_zeros((len(images), *first.shape[:-2], height, width))
+    for padded, image in zip(out, images):
+        h, w = image.shape[-2:]
+        padded[..., :h, :w] = image
+    return out
+
+
 class PoseDataset(Dataset):
     """The records of a :class:`LabeledData` as tensors (see the module docstring for an item)."""
 
@@ -103,9 +123,7 @@ class PoseDataset(Dataset):
         scale = 1.0
         if self.resize is not None:
             scale = self.resize
-            # fx/fy (no dsize) make OpenCV sample with exactly this scale: x -> (x + 0.5) s - 0.5.
-            image = cv2.resize(image, None, fx=scale, fy=scale,
-                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            image = resize_image(image, scale)
             keypoints[..., :2] = resize_points(keypoints[..., :2], scale)
             unique[:, :2] = resize_points(unique[:, :2], scale)
             boxes = resize_points(boxes, scale)
@@ -131,15 +149,8 @@ def collate_pose(items: list[dict], pad_multiple: int = 32) -> dict:
     """
     if not items:
         raise ValueError("cannot collate an empty batch")
-    multiple = max(1, int(pad_multiple or 1))
     sizes = torch.tensor([item["image"].shape[-2:] for item in items], dtype=torch.int64)
-    height, width = (-(-int(s) // multiple) * multiple for s in sizes.max(dim=0).values)
-    first = items[0]["image"]
-    images = first.new_zeros((len(items), first.shape[0], height, width))
-    for image, item in zip(images, items):
-        h, w = item["image"].shape[-2:]
-        image[:, :h, :w] = item["image"]
-    batch = {"image": images}
+    batch = {"image": pad_images([item["image"] for item in items], pad_multiple)}
     for key in LABEL_KEYS:
         if key in items[0]:
             batch[key] = torch.stack([item[key] for item in items])

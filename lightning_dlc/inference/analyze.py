@@ -1,7 +1,7 @@
 """Video and image analysis: a snapshot's predictions for every frame, written as DeepLabCut writes them.
 
 :func:`analyze_video` streams one video. Frames come in batches from
-:func:`~lightning_dlc.inference.video.open_video` (OpenCV decodes in a background thread, DALI in its
+:func:`~lightning_dlc.data.video.open_video` (OpenCV decodes in a background thread, DALI in its
 own, while the model runs); a :class:`~lightning_dlc.inference.predictor.Predictor` turns each batch
 into keypoints in the frame's pixels (PAF assembly for multi-animal models); rows collect in a buffer
 of ``chunk_frames`` frames that is saved as one ``.npz`` in ``<prefix>.partial/`` when full
@@ -57,11 +57,11 @@ import numpy as np
 import pandas as pd
 
 from lightning_dlc.inference.chunks import OK, STATE_VERSION, ChunkBuffer, PartialResults, file_id, frame_status
-from lightning_dlc.inference.discovery import IMAGE_EXTENSIONS, find_images, find_videos
+from lightning_dlc.data.discovery import IMAGE_EXTENSIONS, find_images, find_videos
 from lightning_dlc.inference.malloc import tune_malloc
 from lightning_dlc.inference.predictor import Predictor, as_predictor, read_boxes
-from lightning_dlc.inference.video import open_video
-from lightning_dlc.inference.video_reader import VideoInfo, parse_crop, probe_video
+from lightning_dlc.data.video import open_video
+from lightning_dlc.data.video_reader import VideoInfo, parse_crop, probe_video
 from lightning_dlc.inference.writers import output_paths, write_outputs
 from lightning_dlc.lit.quiet import quiet_third_party
 from lightning_dlc.project import analysis_files as files
@@ -169,7 +169,7 @@ def analyze_video(model, video, destfolder=None, *, batch_size: int = 8, reader:
             and scorer; :mod:`~lightning_dlc.inference.onnx_runner`). ``compile`` and ``channels_last`` are
             torch's; onnxruntime runs on CUDA where the device is a GPU and onnxruntime-gpu is installed.
 
-    Returns a :class:`VideoSummary`; raises :class:`~lightning_dlc.inference.video_reader.VideoError` (naming
+    Returns a :class:`VideoSummary`; raises :class:`~lightning_dlc.data.video_reader.VideoError` (naming
     the file) for a missing or unreadable video.
     """
     predictor = _analysis_predictor(model, device, precision, channels_last, compile, project, detector,

@@ -1,10 +1,12 @@
-"""The one reading of a ``device`` argument for inference (models, detectors and video readers), and of
-``precision="auto"``: the fastest precision that device computes natively."""
+"""``precision="auto"`` for inference: the fastest precision a device computes natively (the ``device``
+argument itself is read by :func:`lightning_dlc.data.devices.resolve_device`, re-exported here)."""
 from __future__ import annotations
 
 import logging
 
 import torch
+
+from lightning_dlc.data.devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -16,20 +18,6 @@ PRECISIONS = {"32": None, "32-true": None, "fp32": None, "bf16": torch.bfloat16,
               "16": torch.float16, "16-mixed": torch.float16, "fp16": torch.float16}
 
 _LOGGED: set[tuple[str, str]] = set()  # (precision, device) choices already logged
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/None: CUDA when available, else the CPU; anything else as torch reads it.
-
-    CUDA asked for where it is not available fails here, naming the device, rather than at the
-    first tensor moved there.
-    """
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but CUDA is not available")
-    return device
 
 
 def cpu_has_native_bf16() -> bool:

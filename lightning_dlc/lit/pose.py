@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 
 import lightning as L
@@ -17,6 +17,7 @@ from lightning_dlc.evaluation.metrics import compute_metrics
 from lightning_dlc.lit.gather import gather_per_image
 from lightning_dlc.lit.loss_check import check_finite_loss
 from lightning_dlc.lit.schedulers import build_scheduler
+from lightning_dlc.lit.unlabeled import check_losses, fit_pca, unsupervised_losses
 from lightning_dlc.models.pose_model import PoseModel
 from lightning_dlc.models.preprocess import MEAN, STD, normalize_images  # noqa: F401 (MEAN, STD re-exported)
 
@@ -42,12 +43,16 @@ class PoseModule(L.LightningModule):
         load_scheduler_state: on resume, restore the scheduler from the checkpoint; False keeps
             the configured schedule (and learning rate) as if it had run from epoch 1.
         run_config: the composed run config, stored in every snapshot (to rebuild the model).
+        unsupervised_losses: the ``losses`` group's modules by name, on unlabeled frames: a batch
+            ``{"labeled": <batch>, "unlabeled": {"images", "frame_index", "video_index"}}`` adds
+            each loss times its weight to the supervised loss (curves ``train.loss_<name>``).
     """
 
     def __init__(self, model: PoseModel, optimizer: Callable, scheduler: Callable | None = None,
                  augment: nn.Module | None = None, pcutoff: float = 0.6, oks_sigma: float = 0.1,
                  image_log_interval: int = 10, channels_last: bool = False,
-                 load_scheduler_state: bool = True, run_config: dict | None = None):
+                 load_scheduler_state: bool = True, run_config: dict | None = None,
+                 unsupervised_losses: Mapping[str, nn.Module] | None = None):
         super().__init__()
         self.model, self.augment = model, augment
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -59,6 +64,11 @@ class PoseModule(L.LightningModule):
         self._replace_scheduler = False
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # no weights and no persistent buffers: a semi-supervised snapshot is an ordinary snapshot
+        self.unsupervised_losses = nn.ModuleDict(dict(unsupervised_losses or {}))
+        if self.unsupervised_losses:
+            check_losses(model, self.unsupervised_losses)
+        self._warned_no_unlabeled = False
 
     # ---- shared steps -------------------------------------------------------------------
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -69,7 +79,12 @@ class PoseModule(L.LightningModule):
         return self.model(self.prepare(images))
 
     # ---- training -----------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        fit_pca(self.unsupervised_losses, self.trainer.datamodule)  # the training split's labels only
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        unlabeled = batch.get("unlabeled") if "labeled" in batch else None
+        batch = batch["labeled"] if "labeled" in batch else batch
         top_down = self.model.top_down
         if top_down is not None:  # one jittered crop per labeled animal, cropped from the raw images
             crops = top_down.training_crops(batch["image"], batch["keypoints"], batch["sizes"], batch["scale"])
@@ -86,7 +101,7 @@ class PoseModule(L.LightningModule):
             images, keypoints, unique = self.augment(images, keypoints, unique)
         outputs = self.model(self.prepare(images))
         losses = self.model.loss(outputs, keypoints, unique, identities)
-        total = losses["total"]
+        total = losses["total"] + self._unsupervised(unlabeled)
         check_finite_loss(self, total, "the training loss", "lower optimizer.lr, check the labels for wild "
                           "coordinates, or train in full precision (trainer.precision=32-true)")
         batch_size = images.shape[0]
@@ -95,6 +110,23 @@ class PoseModule(L.LightningModule):
             if name != "total":
                 self.log(f"train.{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
         return total
+
+    def _unsupervised(self, unlabeled: dict | None) -> torch.Tensor | float:
+        """The weighted sum of the unsupervised losses on the unlabeled frames, each logged on its own."""
+        if not self.unsupervised_losses:
+            return 0.0
+        if unlabeled is None:
+            if not self._warned_no_unlabeled:
+                log.warning("losses=%s need unlabeled video (unlabeled.videos=[...]); training on labels only",
+                            list(self.unsupervised_losses))
+                self._warned_no_unlabeled = True
+            return 0.0
+        values = unsupervised_losses(self.model, self.unsupervised_losses, unlabeled, self.channels_last)
+        batch_size = unlabeled["images"].shape[0]
+        for name, value in values.items():
+            self.log(f"train.loss_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+        return sum(self.unsupervised_losses[name].weight_at(self.current_epoch) * value
+                   for name, value in values.items())
 
     # ---- validation: predictions gathered, then the evaluation metrics ---------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:

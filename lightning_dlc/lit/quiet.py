@@ -61,8 +61,11 @@ class FitLogInterval(L.Callback):
         if stage != "fit" or datamodule is None:
             return
         try:
-            loader_batches = len(datamodule.train_dataloader())
-        except TypeError:  # a loader without a length (iterable dataset): nothing to fit
+            loader = datamodule.train_dataloader()
+            if isinstance(getattr(loader, "iterables", None), dict):  # CombinedLoader: the labeled loader's epoch
+                loader = loader.iterables.get("labeled", loader)
+            loader_batches = len(loader)
+        except (TypeError, RuntimeError):  # a loader without a length (iterable dataset): nothing to fit
             return
         if loader_batches <= 0:
             return

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_dlc.lit.detector import DetectorModule
 from lightning_dlc.lit.pose import PoseModule
 from lightning_dlc.lit.quiet import FitLogInterval, quiet_third_party
+from lightning_dlc.lit.unlabeled import build_unsupervised_losses
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.snapshot_files import DETECTOR
 
@@ -62,6 +63,7 @@ def build_module(cfg: DictConfig, datamodule) -> PoseModule:
         channels_last=cfg.channels_last,
         load_scheduler_state=cfg.resume.load_scheduler_state,
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        unsupervised_losses=build_unsupervised_losses(cfg.get("losses")),
     )
 
 
@@ -188,7 +190,11 @@ def train_detector(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 def train_pose(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     """The pose stage: returns its final test metrics (``test.rmse``, ``test.mAP``, ...)."""
     L.seed_everything(cfg.seed, workers=True)  # each stage seeded: a pose-only run equals a two-stage run's pose
-    datamodule = instantiate(cfg.data)
+    # the `unlabeled` group (video sequences beside the labeled batches) feeds the pose stage only
+    # as a plain dict given after instantiation (instantiate would wrap it in OmegaConf again): the datamodule's
+    # hyperparameters go into snapshots, which load with weights_only=True
+    unlabeled = OmegaConf.to_container(cfg.unlabeled, resolve=True) if cfg.get("unlabeled") else None
+    datamodule = instantiate(cfg.data, _partial_=True)(unlabeled=unlabeled)
     module = build_module(cfg, datamodule)
     trainer = build_trainer(cfg, output_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

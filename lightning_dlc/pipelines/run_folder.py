@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lightning_dlc.project.errors import ProjectError
 
-__all__ = ["project_and_snapshot"]
+__all__ = ["project_and_snapshot", "video_command_args"]
 
 
 def project_and_snapshot(config=None, run=None, snapshot="best") -> tuple[Path, str | Path]:
@@ -28,3 +28,13 @@ def project_and_snapshot(config=None, run=None, snapshot="best") -> tuple[Path, 
         config = Path(project)
         config = config if config.suffix == ".yaml" else config / "config.yaml"
     return Path(config), path
+
+
+def video_command_args(args: dict) -> tuple[Path, str | Path, list]:
+    """The project, snapshot and videos a per-video command names, taken out of its Hydra ``args`` (the rest
+    stays there: the api function's own arguments). No videos: exits with what to pass."""
+    config, snapshot = project_and_snapshot(args.pop("config"), args.pop("run"), args.pop("snapshot"))
+    videos = args.pop("videos")
+    if not videos:
+        raise SystemExit("no videos given: videos=[/path/a.mp4,/path/folder]")
+    return config, snapshot, videos

@@ -1,6 +1,6 @@
 """Labeled videos: a video's keypoints (tracks or every detection) drawn on its frames, as an H.264 mp4.
 
-Frames stream from :func:`~lightning_dlc.inference.video.open_video` (OpenCV, a batch at a time)
+Frames stream from :func:`~lightning_dlc.data.video.open_video` (OpenCV, a batch at a time)
 and go straight into :class:`~lightning_dlc.data.video_writer.VideoEncoder` (imageio-ffmpeg's ffmpeg,
 H.264 yuv420p: every common player opens it), so memory holds one batch of frames and one chunk of
 poses, however long the video. A video of odd width or height gets one black pixel row / column
@@ -11,7 +11,9 @@ and tracking hold), so a video is never drawn from results another process is re
 
 - :func:`labeled_video`: a prediction or tracks table (``.h5``, DeepLabCut's layout), coloured by
   bodypart or by individual, skeleton edges, a trail of the last ``trail_points`` positions,
-  points under ``pcutoff`` left out, optionally on black (``keypoints_only``).
+  points under ``pcutoff`` left out, optionally on black (``keypoints_only``); DeepLabCut's options:
+  only some bodyparts / individuals shown, only some frames written (``frames``), another output frame
+  rate (``fps``), points faded by their confidence (``confidence_to_alpha``).
 - :func:`video_with_all_detections`: every assembly of the ``_assemblies.pickle`` (before tracking),
   coloured by bodypart.
 """
@@ -21,7 +23,7 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import cv2
@@ -35,7 +37,8 @@ from lightning_dlc.data.draw import bodypart_colors
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TablePoses", "analysis_lock", "draw_poses", "labeled_video", "render_video", "video_with_all_detections"]
+__all__ = ["TablePoses", "analysis_lock", "confidence_alpha", "draw_poses", "labeled_video", "render_video",
+           "video_with_all_detections"]
 
 # One frame's drawing: points [P, 3] (x, y, likelihood), their RGB colours [P, 3], skeleton edges [E, 2] (point indices).
 FramePoses = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -51,9 +54,22 @@ def analysis_lock(h5: str | Path) -> Path:
     return lock_path(h5.parent / _TRACKED.sub("", h5.stem))
 
 
+def confidence_alpha(confidence_to_alpha: bool | Callable[[float], float] | None,
+                     pcutoff: float) -> Callable[[np.ndarray], np.ndarray] | None:
+    """DeepLabCut's ``confidence_to_alpha``: False/None: opaque points; True: alpha = (likelihood - pcutoff)
+    / (1 - pcutoff) clipped to [0, 1] (the likelihood itself when pcutoff is 0); a function: its value."""
+    if confidence_to_alpha is None or confidence_to_alpha is False:
+        return None
+    if confidence_to_alpha is True:
+        return (lambda p: np.asarray(p)) if pcutoff == 0 else (lambda p: np.clip((p - pcutoff) / (1 - pcutoff), 0, 1))
+    return np.vectorize(confidence_to_alpha, otypes=[np.float64])
+
+
 def draw_poses(canvas: np.ndarray, points: np.ndarray, colors: np.ndarray, edges: np.ndarray, pcutoff: float,
-               radius: int, edge_colors: np.ndarray | None = None) -> np.ndarray:
-    """Draw edges (between points both shown) then points scoring at least ``pcutoff`` on ``canvas`` (in place)."""
+               radius: int, edge_colors: np.ndarray | None = None, alpha: np.ndarray | None = None) -> np.ndarray:
+    """Draw edges (between points both shown) then points scoring at least ``pcutoff`` on ``canvas`` (in place).
+
+    alpha: ``[P]`` opacity of each point (None: opaque), blended over what is under it."""
     shown = np.isfinite(points[:, :2]).all(1) & (np.nan_to_num(points[:, 2], nan=-1) >= pcutoff)
     xy = np.rint(np.nan_to_num(points[:, :2]) * 16).astype(np.int64)  # 4 fractional bits: subpixel drawing
     edges = np.asarray(edges, np.int64).reshape(-1, 2)
@@ -62,27 +78,43 @@ def draw_poses(canvas: np.ndarray, points: np.ndarray, colors: np.ndarray, edges
         color = _EDGE_WHITE if edge_colors is None else tuple(int(c) for c in edge_colors[k])
         cv2.line(canvas, tuple(xy[a]), tuple(xy[b]), color, max(1, radius // 3), cv2.LINE_AA, 4)
     for p in np.flatnonzero(shown):
-        cv2.circle(canvas, tuple(xy[p]), radius * 16, tuple(int(c) for c in colors[p]), -1, cv2.LINE_AA, 4)
+        color = tuple(int(c) for c in colors[p])
+        a = 1.0 if alpha is None else float(np.nan_to_num(alpha[p]))
+        if a >= 1:
+            cv2.circle(canvas, tuple(xy[p]), radius * 16, color, -1, cv2.LINE_AA, 4)
+        elif a > 0:  # blend within the dot's box only
+            (x0, y0), (x1, y1) = np.clip([xy[p] // 16 - radius - 1, xy[p] // 16 + radius + 2], 0,
+                                         [canvas.shape[1], canvas.shape[0]])
+            if x1 > x0 and y1 > y0:
+                box = canvas[y0:y1, x0:x1]
+                layer = box.copy()
+                cv2.circle(layer, tuple(xy[p] - 16 * np.array([x0, y0])), radius * 16, color, -1, cv2.LINE_AA, 4)
+                cv2.addWeighted(layer, a, box, 1 - a, 0, dst=box)
     return canvas
 
 
 def render_video(video: str | Path, out: str | Path, poses: Callable[[int, int], Sequence[FramePoses]], *,
                  pcutoff: float = 0.6, dotsize: int = 4, keypoints_only: bool = False, trail_points: int = 0,
                  offset: tuple[float, float] = (0.0, 0.0), color_edges: bool = False, overwrite: bool = False,
-                 batch_size: int = 16, lock: str | Path | None = None) -> Path:
+                 batch_size: int = 16, lock: str | Path | None = None, fps: float | None = None,
+                 frames: Collection[int] | None = None,
+                 confidence_to_alpha: Callable[[np.ndarray], np.ndarray] | None = None) -> Path:
     """Draw ``poses(first, stop)`` (one entry per frame in ``[first, stop)``) on every frame of ``video``.
 
     offset: added to x, y (a crop's x1, y1: analysis coordinates are the crop's). color_edges:
     edges take their first point's colour (else white). lock: an output lock file held while writing
     (:func:`~lightning_dlc.project.locks.output_lock`; another process holding it raises
-    :class:`~lightning_dlc.project.locks.OutputLocked`). Returns the written path.
+    :class:`~lightning_dlc.project.locks.OutputLocked`). fps: the output's frame rate (None: the video's).
+    frames: write only these frame indices (None: all). confidence_to_alpha: likelihoods -> point opacities
+    (:func:`confidence_alpha`). Returns the written path.
     """
     if lock is not None:
         with output_lock(lock):
             return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, keypoints_only=keypoints_only,
                                 trail_points=trail_points, offset=offset, color_edges=color_edges,
-                                overwrite=overwrite, batch_size=batch_size)
-    from lightning_dlc.inference.video import open_video  # torch: only when a video is drawn
+                                overwrite=overwrite, batch_size=batch_size, fps=fps, frames=frames,
+                                confidence_to_alpha=confidence_to_alpha)
+    from lightning_dlc.data.video import open_video  # torch: only when a video is drawn
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -94,12 +126,15 @@ def render_video(video: str | Path, out: str | Path, poses: Callable[[int, int],
     trail: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=max(int(trail_points), 0))
     canvas = np.zeros((height, width, 3), np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with reader, VideoEncoder(out, width, height, info.fps or 30.0) as encoder:
+    keep = None if frames is None else {int(f) for f in frames}
+    with reader, VideoEncoder(out, width, height, fps or info.fps or 30.0) as encoder:
         for batch in reader:
             first = int(batch.indices[0])
             chunk = poses(first, first + len(batch))
-            frames = batch.frames.permute(0, 2, 3, 1).numpy()
-            for frame, (points, colors, edges) in zip(frames, chunk):
+            images = batch.frames.permute(0, 2, 3, 1).numpy()
+            for index, frame, (points, colors, edges) in zip(batch.indices, images, chunk):
+                if keep is not None and int(index) not in keep:
+                    continue
                 canvas[:] = 0
                 if not keypoints_only:
                     canvas[:info.height, :info.width] = frame
@@ -107,7 +142,8 @@ def render_video(video: str | Path, out: str | Path, poses: Callable[[int, int],
                 for old_points, old_colors in trail:
                     draw_poses(canvas, old_points, old_colors, np.zeros((0, 2)), pcutoff, max(1, dotsize // 2))
                 draw_poses(canvas, points, colors, edges, pcutoff, dotsize,
-                           colors[np.asarray(edges, np.int64).reshape(-1, 2)[:, 0]] if color_edges else None)
+                           colors[np.asarray(edges, np.int64).reshape(-1, 2)[:, 0]] if color_edges else None,
+                           None if confidence_to_alpha is None else confidence_to_alpha(points[:, 2]))
                 if trail.maxlen:
                     trail.append((points, colors))
                 encoder.write(canvas)
@@ -120,9 +156,11 @@ class TablePoses:
 
     Columns ``scorer/[individuals/]bodyparts/coords``; each (individual, bodypart) is one point.
     Table-format files (video analysis, stitching) are read by frame range; fixed-format ones whole.
+    shown_bodyparts / shown_individuals: only these are drawn (None: all); colours stay those of the whole table.
     """
 
-    def __init__(self, path: str | Path, skeleton: Sequence[Sequence[str]] = (), color_by: str = "bodypart"):
+    def __init__(self, path: str | Path, skeleton: Sequence[Sequence[str]] = (), color_by: str = "bodypart",
+                 shown_bodyparts: Collection[str] | None = None, shown_individuals: Collection[str] | None = None):
         if color_by not in ("bodypart", "individual"):
             raise ValueError(f"color_by must be 'bodypart' or 'individual', got {color_by!r}")
         self.path = Path(path)
@@ -153,6 +191,9 @@ class TablePoses:
         self.edges = np.array([(where[(ind, a)], where[(ind, b)]) for ind in dict.fromkeys(self.individuals)
                                for a, b in skeleton if (ind, a) in where and (ind, b) in where],
                               np.int64).reshape(-1, 2)
+        self.hidden = np.array([(shown_bodyparts is not None and bp not in shown_bodyparts)
+                                or (shown_individuals is not None and ind not in shown_individuals)
+                                for ind, bp in zip(self.individuals, self.bodyparts)], bool)
 
     def rows(self, first: int, stop: int) -> np.ndarray:
         """``[stop - first, P, 3]`` points of frames ``[first, stop)`` (NaN for frames the table lacks)."""
@@ -161,7 +202,9 @@ class TablePoses:
         else:
             df = self._whole[(self._whole.index >= first) & (self._whole.index < stop)]
         df = df[~df.index.duplicated()].reindex(range(first, stop))
-        return df.to_numpy(np.float64).reshape(stop - first, -1, 3)
+        points = df.to_numpy(np.float64, copy=True).reshape(stop - first, -1, 3)
+        points[:, self.hidden] = np.nan
+        return points
 
     def __call__(self, first: int, stop: int) -> list[FramePoses]:
         return [(points, self.colors, self.edges) for points in self.rows(first, stop)]
@@ -170,11 +213,16 @@ class TablePoses:
 def labeled_video(video: str | Path, h5: str | Path, out: str | Path, *, skeleton: Sequence[Sequence[str]] = (),
                   color_by: str = "bodypart", pcutoff: float = 0.6, dotsize: int = 4, trail_points: int = 0,
                   keypoints_only: bool = False, offset: tuple[float, float] = (0.0, 0.0),
-                  overwrite: bool = False, lock: str | Path | None = "auto") -> Path:
+                  overwrite: bool = False, lock: str | Path | None = "auto",
+                  bodyparts: Collection[str] | None = None, individuals: Collection[str] | None = None,
+                  fps: float | None = None, frames: Collection[int] | None = None,
+                  confidence_to_alpha: bool | Callable[[float], float] = False) -> Path:
     """``video`` with the keypoints of ``h5`` (a video analysis ``.h5`` or stitched ``_el.h5``) -> ``out``.
 
     lock: the output lock held while reading and writing (``auto``: the analysis' ``<prefix>.lock``,
-    :func:`analysis_lock`; None: none)."""
+    :func:`analysis_lock`; None: none). bodyparts / individuals: only these drawn (None: all); skeleton
+    edges only between bodyparts drawn. fps, frames: see :func:`render_video`. confidence_to_alpha:
+    DeepLabCut's (:func:`confidence_alpha`)."""
     auto = isinstance(lock, str) and lock == "auto"
     lock = analysis_lock(h5) if auto else lock
     with contextlib.ExitStack() as stack:
@@ -185,10 +233,11 @@ def labeled_video(video: str | Path, h5: str | Path, out: str | Path, *, skeleto
             if not auto:
                 raise
             log.debug("%s: no output lock (%s); drawing without one", lock, e)
-        poses = TablePoses(h5, skeleton, color_by)
+        poses = TablePoses(h5, skeleton, color_by, bodyparts, individuals)
         return render_video(video, out, poses, pcutoff=pcutoff, dotsize=dotsize, keypoints_only=keypoints_only,
                             trail_points=trail_points, offset=offset, color_edges=color_by == "individual",
-                            overwrite=overwrite)
+                            overwrite=overwrite, fps=fps, frames=frames,
+                            confidence_to_alpha=confidence_alpha(confidence_to_alpha, pcutoff))
 
 
 # --------------------------------------------------------------------------- detections

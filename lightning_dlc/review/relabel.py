@@ -4,7 +4,9 @@ Images are named as DeepLabCut names extracted frames, ``img<frame>.png`` with t
 zero-padded to ``ceil(log10(n_frames))`` digits, and are whole frames (not cropped). An image that
 exists is left as it is (it may already be labeled); label files are never touched. The video is
 added to config.yaml's ``video_sets`` (with its full frame as crop) only when no listed video has
-its name, so the new images count as the project's once labeled.
+its name, so the new images count as the project's once labeled. Marked frames' predictions (the
+dataset's ``analysis`` .h5) go to ``machinelabels-iter<i>.h5`` beside the new images, as
+``extract_outlier_frames`` writes them (:mod:`lightning_dlc.project.machine_labels`).
 """
 from __future__ import annotations
 
@@ -13,17 +15,22 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import fiftyone as fo
 import numpy as np
 from PIL import Image
 from ruamel.yaml.comments import CommentedMap
 
-from lightning_dlc.inference.video import open_video
-from lightning_dlc.inference.video_reader import VideoInfo, probe_video
+from lightning_dlc.data.video import open_video
+from lightning_dlc.data.video_reader import VideoInfo, probe_video
 from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.dlc import as_config
 from lightning_dlc.project.io import atomic_path
+from lightning_dlc.project.machine_labels import machine_labels_table, write_machine_labels
+from lightning_dlc.project.predictions import read_predictions
+
+if TYPE_CHECKING:
+    import fiftyone as fo
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +103,20 @@ def extract_frames(config, video: str | Path, frames: Iterable[int]) -> Extracte
 def extract_marked_frames(config, dataset: fo.Dataset | str, reasons: Iterable[str] | None = None
                           ) -> list[ExtractedFrames]:
     """Extract every frame whose ``relabel`` field is set (optionally only for some ``reasons``) from a
-    video dataset of :func:`~lightning_dlc.review.video_diagnostics.video_dataset`."""
+    video dataset of :func:`~lightning_dlc.review.video_diagnostics.video_dataset`, with its machine labels."""
+    import fiftyone as fo  # optional (the review extra): imported by the review only
+
+    cfg = as_config(config)
     dataset = fo.load_dataset(dataset) if isinstance(dataset, str) else dataset
     wanted = set(reasons) if reasons is not None else None
     results = []
-    for video, numbers, marks in zip(*dataset.values(["filepath", "frames.frame_number", "frames.relabel"])):
+    for video, analysis, numbers, marks in zip(*dataset.values(["filepath", "analysis", "frames.frame_number",
+                                                                "frames.relabel"])):
         frames = [n - 1 for n, why in zip(numbers, marks) if why and (wanted is None or wanted & set(why))]
         if frames:
-            results.append(extract_frames(config, video, frames))
+            results.append(extract_frames(cfg, video, frames))
+            written = {int(p.stem[3:]): p.name for p in results[-1].written}
+            if written and analysis:
+                rows = machine_labels_table(read_predictions(analysis), written, Path(video).stem)
+                write_machine_labels(results[-1].folder, cfg.iteration, rows)
     return results

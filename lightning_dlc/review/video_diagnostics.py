@@ -28,12 +28,13 @@ import fiftyone as fo
 import numpy as np
 import pandas as pd
 
-from lightning_dlc.inference.video_reader import probe_video
+from lightning_dlc.data.video_reader import probe_video
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.predictions import COORDS, read_predictions
 from lightning_dlc.project.records import SINGLE_ANIMAL, UNIQUE_INDIVIDUAL
 from lightning_dlc.review.fiftyone_labels import keypoints_label, skeleton
 from lightning_dlc.review.fiftyone_session import new_dataset
+from lightning_dlc.tracking.analysis_tables import FILTERED, SKELETON
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +46,28 @@ __all__ = ["JUMP", "LOW_CONFIDENCE", "VideoPredictions", "find_analysis", "frame
 
 
 # --------------------------------------------------------------------------- the analysis files
-def find_analysis(video: str | Path, destfolder: str | Path | None = None, scorer: str | None = None) -> Path:
+def find_analysis(video: str | Path, destfolder: str | Path | None = None, scorer: str | None = None,
+                  filtered: bool = False) -> Path:
     """The analysis .h5 of ``video`` in ``destfolder`` (default: beside it), the tracked ``_el.h5`` first.
 
-    ``scorer`` picks one when the video was analyzed by several models.
+    ``scorer`` picks one when the video was analyzed by several models. ``filtered``: the ``_filtered.h5``
+    of ``filterpredictions`` instead; skeleton tables (``_skeleton.h5``) are never picked.
     """
     video = Path(video)
     folder = Path(destfolder) if destfolder is not None else video.parent
     found: dict[str, dict[bool, Path]] = {}
     for path in folder.glob(f"{video.stem}DLC*.h5"):
         tail = path.stem[len(video.stem):]
+        if tail.endswith(SKELETON) or tail.endswith(FILTERED) != filtered:
+            continue
+        tail = tail.removesuffix(FILTERED)
         tracked = tail.endswith(TRACKED)
         found.setdefault(tail[: -len(TRACKED)] if tracked else tail, {})[tracked] = path
     if scorer is not None:
         found = {s: files for s, files in found.items() if s == scorer}
     if not found:
-        raise ProjectError(folder / f"{video.stem}{scorer or 'DLC_...'}.h5",
+        raise ProjectError(folder / f"{video.stem}{scorer or 'DLC_...'}{FILTERED if filtered else ''}.h5",
+                           "no filtered analysis of this video: run filterpredictions first" if filtered else
                            "no analysis of this video: run analyze_videos first (or give destfolder / scorer)")
     if len(found) > 1:
         raise ProjectError(video, f"analyzed by several models {sorted(found)}; pick one with scorer=")
@@ -170,17 +177,18 @@ def _video_sample(video: Path, h5: Path, n_low_confidence: int, n_jumps: int) ->
 
 def video_dataset(videos: Sequence[str | Path], *, destfolder=None, scorer: str | None = None, name: str | None = None,
                   overwrite: bool = False, skeleton_edges: Sequence[tuple[str, str]] = (), n_low_confidence: int = 10,
-                  n_jumps: int = 10) -> fo.Dataset:
+                  n_jumps: int = 10, filtered: bool = False) -> fo.Dataset:
     """Build the persistent FiftyOne video dataset of analyzed videos (module docstring).
 
     ``destfolder``/``scorer``: where the analysis files are and which model's (:func:`find_analysis`).
     ``name``: default ``<video>+<video>-<scorer>``; an existing dataset needs ``overwrite``.
-    ``skeleton_edges``: bodypart pairs (config.yaml's ``skeleton``) drawn in the App.
+    ``skeleton_edges``: bodypart pairs (config.yaml's ``skeleton``) drawn in the App. ``filtered``: the
+    ``_filtered.h5`` predictions of ``filterpredictions``.
     """
     videos = [Path(v) for v in videos]
     if not videos:
         raise ValueError("no videos given: videos=[/data/a.mp4, ...]")
-    analyses = [find_analysis(v, destfolder, scorer) for v in videos]
+    analyses = [find_analysis(v, destfolder, scorer, filtered) for v in videos]
     name = name or "+".join(v.stem for v in videos) + "-" + analyses[0].stem[len(videos[0].stem):]
     if fo.dataset_exists(name) and not overwrite:
         new_dataset(name, overwrite=False)  # raises the explanation before any work

@@ -26,8 +26,8 @@ from lightning_dlc.data.video_writer import write_video
 from lightning_dlc.models.snapshot_files import find_snapshots
 from lightning_dlc.inference import chunks as chunks_mod
 from lightning_dlc.inference.analyze import analyze_images, analyze_video, analyze_videos
-from lightning_dlc.inference.dali_reader import dali_available
-from lightning_dlc.inference.discovery import find_videos
+from lightning_dlc.data.dali_reader import dali_available
+from lightning_dlc.data.discovery import find_videos
 from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.project import ProjectConfig

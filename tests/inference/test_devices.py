@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lightning_dlc.inference.devices import resolve_device
-from lightning_dlc.inference.video import choose_reader
-from lightning_dlc.inference.video_reader import VideoInfo
+from lightning_dlc.data.video import choose_reader
+from lightning_dlc.data.video_reader import VideoInfo
 
 
 def test_auto_and_explicit_devices():

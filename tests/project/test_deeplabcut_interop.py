@@ -11,7 +11,6 @@ Needs DeepLabCut: skipped without it, a failure under LIGHTNING_DLC_REQUIRE_PEER
 from __future__ import annotations
 
 import logging
-import shutil
 import warnings
 from pathlib import Path
 
@@ -51,13 +50,10 @@ pytestmark = [pytest.mark.skipif(not OPENFIELD.is_dir(), reason=f"real data not 
 
 
 @pytest.fixture
-def config(tmp_path) -> str:
+def config(openfield) -> str:
     """A writable copy of openfield, its placeholders filled in as DeepLabCut needs them."""
-    root = tmp_path / OPENFIELD.name
-    shutil.copytree(OPENFIELD, root, ignore=shutil.ignore_patterns("videos"))
-    for path in [root, *root.rglob("*")]:
-        path.chmod(path.stat().st_mode | 0o200)
-    cfg = ProjectConfig.read(root / "config.yaml")
+    root = openfield.parent
+    cfg = ProjectConfig.read(openfield)
     cfg.data["project_path"] = str(root)
     cfg.data["video_sets"] = {str(root / "videos" / "m4s1.mp4"): {"crop": "0, 640, 0, 480"}}
     cfg.data["TrainingFraction"] = [0.95]

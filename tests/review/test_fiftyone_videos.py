@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lightning_dlc.inference.video import open_video
+from lightning_dlc.data.video import open_video
 from lightning_dlc.project import ProjectConfig
 from lightning_dlc.project.predictions import read_predictions, write_predictions
 from lightning_dlc.review.relabel import extract_marked_frames

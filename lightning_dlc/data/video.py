@@ -1,18 +1,18 @@
-"""Video frames for inference: ``open_video`` picks a decoder for a file and returns its reader.
+"""Video frames for inference and training: ``open_video`` picks a decoder for a file and returns its reader.
 
 ``open_video(path)`` probes the file, picks a decoder and returns a reader that keeps the contract of
-:mod:`~lightning_dlc.inference.video_reader` (FrameBatches in frame order, undecodable frames zeros with
+:mod:`~lightning_dlc.data.video_reader` (FrameBatches in frame order, undecodable frames zeros with
 ``valid=False``, bounded read-ahead). Decoders, as ``reader="auto"`` chooses them:
 
 1. ``dali-gpu``: DALI's video reader on NVDEC when frames are wanted on a CUDA device and DALI
    imports. Frames come on that device.
 2. ``dali-cpu``: DALI's CPU video reader when the codec is one it decodes
-   (:data:`~lightning_dlc.inference.dali_reader.DALI_CPU_CODECS`: VP8, VP9, MJPEG; H.264 and HEVC it refuses).
+   (:data:`~lightning_dlc.data.dali_reader.DALI_CPU_CODECS`: VP8, VP9, MJPEG; H.264 and HEVC it refuses).
 3. ``opencv``: OpenCV (FFmpeg) in a background thread, for everything else.
 
 The choice is logged once per process for each kind of choice. If DALI cannot open a file, ``auto``
 falls back to OpenCV with one warning; ``reader="dali"`` raises
-:class:`~lightning_dlc.inference.video_reader.VideoError` instead.
+:class:`~lightning_dlc.data.video_reader.VideoError` instead.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import logging
 
 import torch
 
-from lightning_dlc.inference.dali_reader import DALI_CPU_CODECS, DALI_GPU_CODECS, DaliReader, dali_available
-from lightning_dlc.inference.devices import resolve_device
-from lightning_dlc.inference.opencv_reader import OpenCVReader
-from lightning_dlc.inference.video_reader import VideoError, VideoInfo, VideoReader, log_once, parse_crop, probe_video
+from lightning_dlc.data.dali_reader import DALI_CPU_CODECS, DALI_GPU_CODECS, DaliReader, dali_available
+from lightning_dlc.data.devices import resolve_device
+from lightning_dlc.data.opencv_reader import OpenCVReader
+from lightning_dlc.data.video_reader import VideoError, VideoInfo, VideoReader, log_once, parse_crop, probe_video
 
 __all__ = ["choose_reader", "open_video"]
 
@@ -57,20 +57,22 @@ def choose_reader(info: VideoInfo, device) -> tuple[str, str]:
 
 
 def open_video(path, reader: str = "auto", device=None, batch_size: int = 16, crop=None,
-               start: int = 0, stop: int | None = None, prefetch: int = 2) -> "VideoReader":
+               start: int = 0, stop: int | None = None, prefetch: int = 2,
+               info: VideoInfo | None = None) -> "VideoReader":
     """A reader over frames ``[start, stop)`` of one video; iterate it for
-    :class:`~lightning_dlc.inference.video_reader.FrameBatch` es.
+    :class:`~lightning_dlc.data.video_reader.FrameBatch` es.
 
     reader: ``auto`` (see the module doc), ``dali`` (GPU when ``device`` is CUDA, else CPU) or
     ``opencv``. device: where DALI decodes and where its frames land (None: CUDA when available);
     OpenCV frames are always on the CPU (pinned when CUDA is available). crop: DeepLabCut's
-    ``x1, x2, y1, y2``. stop: None or past the end means the probe's frame count.
+    ``x1, x2, y1, y2``. stop: None or past the end means the probe's frame count. info: this file's
+    :func:`probe_video`, when the caller has it already (reading many short stretches of one video).
     """
     if reader not in ("auto", "dali", "opencv"):
         raise ValueError(f"reader must be auto, dali or opencv, got {reader!r}")
     if int(batch_size) < 1 or int(prefetch) < 1:
         raise ValueError(f"batch_size and prefetch must be >= 1, got {batch_size}, {prefetch}")
-    info = probe_video(path)
+    info = probe_video(path) if info is None else info
     dev = _reader_device(device)
     box = parse_crop(crop, info)
     start = int(start)

@@ -11,8 +11,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from lightning_dlc.inference.opencv_reader import OpenCVReader
-from lightning_dlc.inference.video_reader import BadFrames, FrameBatch, VideoError, VideoInfo, VideoReader, first_line
+from lightning_dlc.data.opencv_reader import OpenCVReader
+from lightning_dlc.data.video_reader import BadFrames, FrameBatch, VideoError, VideoInfo, VideoReader, first_line
 
 __all__ = ["DALI_CPU_CODECS", "DALI_GPU_CODECS", "DaliReader", "dali_available"]
 

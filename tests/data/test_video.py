@@ -10,11 +10,11 @@ import torch
 
 from lightning_dlc.data.demo_scene import render_scene
 from lightning_dlc.data.video_writer import write_video
-from lightning_dlc.inference import video as video_mod
-from lightning_dlc.inference import video_reader
-from lightning_dlc.inference.opencv_reader import OpenCVReader
-from lightning_dlc.inference.video import open_video
-from lightning_dlc.inference.video_reader import VideoError, probe_video
+from lightning_dlc.data import video as video_mod
+from lightning_dlc.data import video_reader
+from lightning_dlc.data.opencv_reader import OpenCVReader
+from lightning_dlc.data.video import open_video
+from lightning_dlc.data.video_reader import VideoError, probe_video
 from video_frames import decode_rgb  # tests/video_frames.py
 
 N_FRAMES = 30

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from lightning_dlc.inference.video_reader import BadFrames, FrameBatch, VideoError, VideoInfo, VideoReader, log_once
+from lightning_dlc.data.video_reader import BadFrames, FrameBatch, VideoError, VideoInfo, VideoReader, log_once
 
 __all__ = ["OpenCVReader"]
 

@@ -1,0 +1,130 @@
+"""The unsupervised losses (``losses`` group) on a batch of unlabeled video frames: the training step's
+second half, and the PCA fit from the training labels at the start of training.
+
+Which losses a model takes: one animal per heatmap (single-animal models, the pose stage of top-down
+models) all three; multi-animal bottom-up models only ``unimodal`` (one peak per animal): their maps
+carry no identity, so which peak of frame t is which animal in frame t + 1 (temporal) or belongs to
+which pose (PCA) is unknown before assembly, which is not differentiable.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from lightning_dlc.data.crops import boxes_with_margin, from_crop
+from lightning_dlc.data.dataset import resize_points
+from lightning_dlc.models.losses.soft_keypoints import soft_keypoints
+from lightning_dlc.models.losses.unsupervised import PcaSingleViewLoss, UnsupervisedLoss
+from lightning_dlc.models.pose_model import PoseModel
+
+log = logging.getLogger(__name__)
+
+ONE_ANIMAL_ONLY = ("temporal", "pca_singleview")
+
+
+def build_unsupervised_losses(node: Mapping | None) -> nn.ModuleDict | None:
+    """The ``losses`` group's choice (``losses=[temporal,unimodal]``) as modules keyed by name; None if none."""
+    if not node:
+        return None
+    losses = nn.ModuleDict()
+    for key, entry in node.items():
+        if entry is None:
+            continue
+        loss = instantiate(entry)
+        if not isinstance(loss, UnsupervisedLoss):
+            raise TypeError(f"losses.{key}: {type(loss).__name__} is not an UnsupervisedLoss")
+        losses[loss.name] = loss
+    return losses or None
+
+
+def check_losses(model: PoseModel, losses: Mapping[str, UnsupervisedLoss]) -> None:
+    """Fail before training where a loss cannot apply to this model, saying why."""
+    bottom_up_multi = model.top_down is None and model.meta.multianimal and model.meta.max_individuals > 1
+    refused = [name for name in losses if name in ONE_ANIMAL_ONLY] if bottom_up_multi else []
+    if refused:
+        raise ValueError(
+            f"losses {refused} need one animal per heatmap: a multi-animal bottom-up model's maps carry no "
+            "identity, so a keypoint cannot be followed across frames or fitted to a pose before assembly. "
+            "Use losses=[unimodal] (one peak per animal), or a top-down model (model=top_down_*), whose pose "
+            "stage takes all three")
+    head = model.heads["bodypart"]
+    if "unimodal" in losses and head_is_simcc(head):
+        raise ValueError(f"losses=[unimodal] reads heatmaps; {type(head).__name__} has none (RTMPose classifies "
+                         "coordinates): use losses=[temporal,pca_singleview]")
+
+
+def head_is_simcc(head: nn.Module) -> bool:
+    return hasattr(head, "cls_x")
+
+
+def training_poses(datamodule) -> np.ndarray:
+    """Every labeled animal of the training split (never the test split), ``[M, K, 3]`` in input pixels."""
+    datamodule.setup("fit")
+    records = datamodule.splits["train"].records
+    scale = float(datamodule.resize or 1.0)
+    poses = [np.asarray(r.keypoints, dtype=np.float64).reshape(-1, *np.shape(r.keypoints)[-2:]) for r in records]
+    poses = np.concatenate(poses) if poses else np.zeros((0, 0, 3))
+    poses[..., :2] = resize_points(poses[..., :2], scale)
+    return poses
+
+
+def fit_pca(losses: Mapping[str, UnsupervisedLoss], datamodule) -> None:
+    """Fit the PCA loss's subspace from the training labels, once, at the start of training."""
+    for loss in losses.values():
+        if isinstance(loss, PcaSingleViewLoss):
+            if datamodule is None:
+                raise ValueError("losses=[pca_singleview] fits its subspace from the datamodule's training labels; "
+                                 "train with a datamodule (trainer.fit(module, datamodule=...))")
+            loss.fit(training_poses(datamodule))
+
+
+def _crop_keypoints(model: PoseModel, frames: torch.Tensor, boxes: torch.Tensor):
+    """Crops of ``frames`` at ``boxes [M, 1, 4]`` -> the pose head's outputs and keypoints in frame pixels."""
+    crops = model.top_down.crops(frames, boxes)
+    outputs = model(crops.images)["bodypart"]
+    points = soft_keypoints(model.heads["bodypart"], outputs)
+    return outputs, from_crop(points, crops.transforms.to(points.device))
+
+
+def frame_outputs(model: PoseModel, frames: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The bodypart head's outputs for normalized ``frames [M, 3, H, W]`` and one animal's keypoints
+    ``[M, K, 2]`` in input pixels (differentiable). A top-down model's pose stage crops each frame at the
+    box around its own prediction on the whole frame (unlabeled frames have no labels and no boxes)."""
+    if model.top_down is None:
+        outputs = model(frames)["bodypart"]
+        if model.meta.multianimal and model.meta.max_individuals > 1:
+            return outputs, None  # several animals: no one set of keypoints (see check_losses)
+        return outputs, soft_keypoints(model.heads["bodypart"], outputs)
+    h, w = frames.shape[-2:]
+    whole = frames.new_tensor([0.0, 0.0, w, h]).expand(len(frames), 1, 4)
+    with torch.no_grad():
+        _, rough = _crop_keypoints(model, frames, whole)
+        boxes = boxes_with_margin(rough[:, None], model.top_down.margin, size=(h, w))
+    return _crop_keypoints(model, frames, boxes)
+
+
+def unsupervised_losses(model: PoseModel, losses: Mapping[str, UnsupervisedLoss], unlabeled: Mapping,
+                        channels_last: bool = False) -> dict[str, torch.Tensor]:
+    """Each loss (unweighted) on a batch of unlabeled sequences: ``images [B, T, 3, H, W]`` normalized as the
+    labeled images, ``frame_index [B, T]`` (contract of the unlabeled video loader)."""
+    images = unlabeled["images"]
+    B, T = images.shape[:2]
+    frames = images.flatten(0, 1)
+    if channels_last:
+        frames = frames.contiguous(memory_format=torch.channels_last)
+    outputs, keypoints = frame_outputs(model, frames)
+    values = {}
+    for name, loss in losses.items():
+        if loss.reads == "heatmaps":
+            n_peaks = 1 if model.top_down is not None else max(int(model.meta.max_individuals), 1)
+            values[name] = loss(model.heads["bodypart"], outputs, n_peaks)
+        elif name == "temporal":
+            values[name] = loss(keypoints.unflatten(0, (B, T)), unlabeled.get("frame_index"))
+        else:
+            values[name] = loss(keypoints)
+    return values

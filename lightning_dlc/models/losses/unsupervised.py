@@ -1,0 +1,172 @@
+"""Losses on unlabeled frames (Lightning Pose's ideas, our code): each a small module with a config
+``weight`` (applied by the training step) and a tolerance ``epsilon`` below which nothing is penalised.
+
+- :class:`TemporalLoss`: keypoints move smoothly: jumps between consecutive frames beyond ``epsilon`` px;
+- :class:`PcaSingleViewLoss`: poses lie near the subspace of the labeled training poses, fitted once
+  (:meth:`PcaSingleViewLoss.fit`): distance beyond ``epsilon`` px per keypoint;
+- :class:`UnimodalLoss`: a heatmap has one peak per animal: distance (MSE) of each map to the head's own
+  ideal map at its peaks, beyond ``epsilon``.
+
+Every loss is 0 on ideal input. Keypoints are ``[..., K, 2]`` input pixels, read from the heads
+differentiably (:mod:`lightning_dlc.models.losses.soft_keypoints`).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from lightning_dlc.models.heads.heatmap_targets import decode_top_k
+from lightning_dlc.models.losses.soft_keypoints import heatmap_keypoints, score_maps
+
+log = logging.getLogger(__name__)
+
+
+class UnsupervisedLoss(nn.Module):
+    """What every loss carries: its name (the ``train.loss_<name>`` curve), weight and tolerance, and
+    ``warmup_epochs``: the weight grows linearly over the first epochs (an untrained model's constant
+    predictions satisfy temporal and unimodal losses; the labels get a head start)."""
+
+    name = "unsupervised"
+    reads = "keypoints"  # or "heatmaps": what the training step hands to forward
+
+    def __init__(self, weight: float = 1.0, epsilon: float = 0.0, warmup_epochs: int = 0):
+        super().__init__()
+        if weight < 0 or epsilon < 0 or warmup_epochs < 0:
+            raise ValueError(f"losses.{self.name}: weight, epsilon and warmup_epochs must be >= 0, got {weight}, "
+                             f"{epsilon}, {warmup_epochs}")
+        self.weight, self.epsilon, self.warmup_epochs = float(weight), float(epsilon), int(warmup_epochs)
+
+    def weight_at(self, epoch: int) -> float:
+        """The weight in (0-based) ``epoch``: ``weight`` from epoch ``warmup_epochs`` on, a linear ramp before."""
+        return self.weight * min(1.0, (epoch + 1) / (self.warmup_epochs + 1))
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, epsilon={self.epsilon}, warmup_epochs={self.warmup_epochs}"
+
+
+class TemporalLoss(UnsupervisedLoss):
+    """Mean over keypoints and consecutive frame pairs of ``max(0, |jump| - epsilon)`` (pixels)."""
+
+    name = "temporal"
+
+    def forward(self, keypoints: torch.Tensor, frame_index: torch.Tensor | None = None) -> torch.Tensor:
+        """``keypoints [B, T, K, 2]`` of T frames of each sequence; ``frame_index [B, T]``: pairs that are
+        not consecutive in the video (frames skipped as undecodable) are left out."""
+        if keypoints.ndim != 4 or keypoints.shape[1] < 2:
+            raise ValueError(f"temporal loss: keypoints [B, T >= 2, K, 2] expected, got {tuple(keypoints.shape)}")
+        jumps = (keypoints[:, 1:] - keypoints[:, :-1]).norm(dim=-1)  # [B, T - 1, K]
+        penalty = (jumps - self.epsilon).clamp(min=0)
+        if frame_index is None:
+            return penalty.mean()
+        consecutive = (frame_index[:, 1:] - frame_index[:, :-1] == 1).to(penalty.dtype)[..., None]
+        return (penalty * consecutive).sum() / (consecutive.sum() * penalty.shape[-1]).clamp(min=1)
+
+
+def centred_poses(keypoints: torch.Tensor) -> torch.Tensor:
+    """Poses ``[..., K, 2]`` -> ``[..., 2K]`` vectors, each moved so its mean keypoint is at the origin
+    (where the animal is in the frame says nothing about its shape)."""
+    return (keypoints - keypoints.mean(-2, keepdim=True)).flatten(-2)
+
+
+class PcaSingleViewLoss(UnsupervisedLoss):
+    """Distance of each keypoint of a pose to its projection on the labeled poses' principal subspace.
+
+    :meth:`fit` (once, at the start of training, from the training split's labels only) keeps the
+    components explaining ``explained_variance`` of the centred labeled poses; the loss is the mean
+    over keypoints of ``max(0, |pose - projection|_keypoint - epsilon)`` in pixels. Until fitted
+    (or fitted to too few poses to leave a residual space) it is 0.
+    """
+
+    name = "pca_singleview"
+
+    def __init__(self, weight: float = 1.0, epsilon: float = 0.0, explained_variance: float = 0.99,
+                 warmup_epochs: int = 0):
+        super().__init__(weight, epsilon, warmup_epochs)
+        if not 0 < explained_variance <= 1:
+            raise ValueError(f"losses.pca_singleview.explained_variance must be in (0, 1], got {explained_variance}")
+        self.explained_variance = float(explained_variance)
+        # not persistent: a snapshot stays an ordinary snapshot; fit() runs again when training resumes
+        self.register_buffer("mean", torch.zeros(0), persistent=False)
+        self.register_buffer("components", torch.zeros(0, 0), persistent=False)
+        self.n_poses = 0
+
+    @property
+    def fitted(self) -> bool:
+        return self.components.numel() > 0
+
+    def fit(self, keypoints) -> int:
+        """Fit from labeled poses ``[N, K, 2+]`` (NaN where unlabeled: such poses are left out); returns
+        the number of components kept (2K - 2 or more leaves no residual, and the loss stays 0)."""
+        poses = np.asarray(keypoints, dtype=np.float64)[..., :2]
+        poses = poses[np.isfinite(poses).all((-2, -1))]
+        self.n_poses = len(poses)
+        k = poses.shape[-2] if poses.ndim == 3 else 0
+        if self.n_poses < 2 or k < 2:
+            log.warning("pca_singleview: %d complete labeled poses: no subspace fitted, the loss stays 0",
+                        self.n_poses)
+            return 0
+        vectors = centred_poses(torch.from_numpy(poses)).numpy()
+        mean = vectors.mean(0)
+        _, singular, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+        variance = singular**2
+        ratio = np.cumsum(variance) / max(variance.sum(), 1e-12)
+        kept = int(np.searchsorted(ratio, self.explained_variance - 1e-9) + 1)
+        kept = min(kept, len(vt))
+        device = self.mean.device
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device)
+        self.components = torch.as_tensor(vt[:kept], dtype=torch.float32, device=device)  # [r, 2K]
+        if kept >= 2 * k - 2:  # centring removes 2 dimensions: nothing is left outside the subspace
+            log.warning("pca_singleview: %d components for %d keypoints span every centred pose: the loss stays 0",
+                        kept, k)
+        log.info("pca_singleview: %d components explain %.1f%% of %d labeled poses' variance", kept,
+                 100 * ratio[kept - 1], self.n_poses)
+        return kept
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        """``keypoints [..., K, 2]`` -> the mean penalty over poses and keypoints."""
+        if not self.fitted:
+            return keypoints.sum() * 0.0
+        vectors = centred_poses(keypoints.float()) - self.mean
+        residual = vectors - (vectors @ self.components.T) @ self.components
+        distance = residual.unflatten(-1, (-1, 2)).norm(dim=-1)  # [..., K]
+        return (distance - self.epsilon).clamp(min=0).mean()
+
+
+class UnimodalLoss(UnsupervisedLoss):
+    """MSE of each bodypart's score map to the head's own target map for a keypoint at the map's peak.
+
+    One animal (``n_peaks=1``): the peak is the map's soft-argmax (locref-refined where the head has
+    offsets). ``n_peaks > 1`` (multi-animal bottom-up, one peak per animal): the ``n_peaks`` best peaks
+    above ``min_peak`` (after non-maximum suppression) each get their blob, so what is penalised is
+    score away from every animal's peak and peaks that are not blob-shaped; a map without any peak
+    above ``min_peak`` (no animal shows that bodypart) is left out. The peaks are not differentiated
+    through: the loss shapes the maps around where they already peak. Mean over maps of
+    ``max(0, MSE - epsilon)``.
+    """
+
+    name = "unimodal"
+    reads = "heatmaps"
+
+    def __init__(self, weight: float = 1.0, epsilon: float = 0.0, min_peak: float = 0.1, warmup_epochs: int = 0):
+        super().__init__(weight, epsilon, warmup_epochs)
+        self.min_peak = float(min_peak)
+
+    def forward(self, head: nn.Module, outputs: dict[str, torch.Tensor], n_peaks: int = 1) -> torch.Tensor:
+        maps = score_maps(head, outputs)  # [B, K, H, W]
+        locref = outputs.get("locref") if getattr(head, "locref_head", None) is not None else None
+        locref_std = getattr(head, "locref_std", 1.0)
+        with torch.no_grad():
+            if n_peaks == 1:
+                xy = heatmap_keypoints(maps, locref, head.stride, locref_std)[:, None]  # [B, 1, K, 2]
+                peaks = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)
+            else:
+                peaks = decode_top_k(maps.clamp(0, 1), locref, head.stride, locref_std, n_peaks, self.min_peak)
+                peaks = torch.cat([peaks[..., :2], torch.isfinite(peaks[..., :1]).to(peaks.dtype)], -1)
+            ideal = head.targets(peaks, outputs)["heatmap"][:, :maps.shape[1]].float()
+            counted = (peaks[..., 2] > 0).any(1).to(maps.dtype)  # [B, K]: maps with a peak
+        error = ((maps - ideal) ** 2).mean((-2, -1))  # [B, K]
+        penalty = (error - self.epsilon).clamp(min=0)
+        return (penalty * counted).sum() / counted.sum().clamp(min=1)

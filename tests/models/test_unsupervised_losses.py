@@ -1,0 +1,160 @@
+"""The losses on unlabeled frames: zero on ideal input, growing as they should; differentiable keypoints."""
+import numpy as np
+import pytest
+import torch
+
+from lightning_dlc.models.heads.heatmap import HeatmapHead
+from lightning_dlc.models.losses.soft_keypoints import heatmap_keypoints, soft_keypoints
+from lightning_dlc.models.losses.unsupervised import PcaSingleViewLoss, TemporalLoss, UnimodalLoss
+
+STRIDE_IN = 8  # the head's deconv halves it: maps at stride 4
+
+
+def head(**kwargs) -> HeatmapHead:
+    return HeatmapHead(in_channels=4, in_stride=STRIDE_IN, n_bodyparts=3, **kwargs)
+
+
+def ideal_outputs(h: HeatmapHead, keypoints: torch.Tensor, size=(48, 48)) -> dict:
+    """What a perfect head outputs for ``keypoints [B, N, K, 3]``: its own targets."""
+    shape = {"heatmap": torch.zeros(len(keypoints), h.n_bodyparts, *size)}
+    targets = h.targets(keypoints, shape)
+    outputs = {"heatmap": targets["heatmap"]}
+    if h.locref_head is not None:
+        outputs["locref"] = targets["locref"]
+    return outputs
+
+
+# [1, 1, 3, 3], 3 sigmas (34 px) or more inside the 192 x 192 px maps: a blob cut by the border is off-centre
+POINTS = torch.tensor([[[[50.3, 61.7, 1.0], [90.0, 70.2, 1.0], [115.6, 119.1, 1.0]]]])
+
+
+# ---- keypoints read differentiably ---------------------------------------------------------------------
+@pytest.mark.parametrize("locref, tolerance", [(True, 1e-3), (False, 0.05)])
+def test_soft_keypoints_recover_the_keypoints_of_ideal_maps(locref, tolerance):
+    h = head(locref=locref)
+    got = soft_keypoints(h, ideal_outputs(h, POINTS))
+    assert torch.allclose(got, POINTS[0, :, :, :2], atol=tolerance)
+
+
+def test_soft_keypoints_carry_gradients_to_the_maps():
+    h = head()
+    outputs = {k: v.clone().requires_grad_(True) for k, v in ideal_outputs(h, POINTS).items()}
+    soft_keypoints(h, outputs).sum().backward()
+    assert outputs["heatmap"].grad.abs().sum() > 0 and outputs["locref"].grad.abs().sum() > 0
+
+
+def test_an_empty_map_reads_as_its_centre_not_a_corner():
+    point = heatmap_keypoints(torch.zeros(1, 1, 8, 8), None, stride=4.0)
+    assert torch.allclose(point, torch.tensor([[[16.0, 16.0]]]))
+
+
+def test_simcc_keypoints_are_the_expected_bins():
+    class Simcc:  # what soft_keypoints reads of a SimCCHead: outputs x / y and the bin size
+        stride = 0.5
+
+    x = torch.full((1, 1, 100), -1e4)
+    y = torch.full((1, 1, 80), -1e4)
+    x[0, 0, 40], y[0, 0, 21] = 0.0, 0.0
+    assert torch.allclose(soft_keypoints(Simcc(), {"x": x, "y": y}), torch.tensor([[[20.0, 10.5]]]))
+
+
+# ---- temporal ---------------------------------------------------------------------------------------------
+def sequence(jump: float, frames: int = 4) -> torch.Tensor:
+    """[1, T, 2, 2]: two keypoints, each moving ``jump`` px along x every frame."""
+    steps = torch.arange(frames, dtype=torch.float32)[:, None, None] * torch.tensor([jump, 0.0])
+    return (torch.tensor([[10.0, 10.0], [50.0, 20.0]]) + steps)[None]
+
+
+def test_temporal_is_zero_within_epsilon_and_grows_with_the_jump():
+    loss = TemporalLoss(weight=1.0, epsilon=2.0)
+    assert loss(sequence(0.0)) == 0 and loss(sequence(2.0)) == 0
+    values = [float(loss(sequence(j))) for j in (3.0, 5.0, 10.0)]
+    assert values == pytest.approx([1.0, 3.0, 8.0])  # the hinge: jump - epsilon
+
+
+def test_temporal_leaves_out_pairs_that_are_not_consecutive_frames():
+    loss = TemporalLoss(epsilon=0.0)
+    keypoints = torch.cat([sequence(1.0, 2), sequence(1.0, 2)[:, :1] + 100], 1)  # frame 2 jumps 100 px
+    assert loss(keypoints) > 30
+    assert float(loss(keypoints, torch.tensor([[0, 1, 7]]))) == pytest.approx(1.0)  # 1 -> 7: a gap
+
+
+# ---- PCA single view ------------------------------------------------------------------------------------
+def labeled_poses(n: int = 30, seed: int = 0) -> np.ndarray:
+    """Poses of 4 keypoints varying along one shape direction (a body stretching along x), anywhere."""
+    rng = np.random.default_rng(seed)
+    base = np.array([[0, 0], [10, 0], [20, 0], [30, 5]], dtype=np.float64)
+    stretch = np.array([[-1, 0], [-0.3, 0], [0.3, 0], [1, 0]])
+    poses = base + rng.uniform(-5, 5, (n, 1, 1)) * stretch + rng.uniform(0, 200, (n, 1, 2))
+    return np.concatenate([poses, np.ones((n, 4, 1))], -1)
+
+
+def test_pca_is_zero_on_the_subspace_and_grows_off_it():
+    loss = PcaSingleViewLoss(epsilon=0.0)
+    poses = labeled_poses()
+    poses[0, 2, :2] = np.nan  # an incomplete pose is left out of the fit
+    assert loss.fit(poses) == 1 and loss.n_poses == 29
+    on = torch.tensor(labeled_poses(5, seed=1)[..., :2], dtype=torch.float32)
+    assert float(loss(on)) == pytest.approx(0.0, abs=1e-3)
+    off = [float(loss(on + torch.tensor([0.0, d]) * torch.tensor([[1.0], [0], [0], [0]]))) for d in (2, 5, 10)]
+    assert 0 < off[0] < off[1] < off[2]
+    assert float(PcaSingleViewLoss(epsilon=100.0).forward(on)) == 0  # unfitted: 0
+
+
+def test_pca_epsilon_is_a_hinge_per_keypoint():
+    loss = PcaSingleViewLoss(epsilon=3.0)
+    loss.fit(labeled_poses())
+    pose = torch.tensor(labeled_poses(1, seed=2)[..., :2], dtype=torch.float32)
+    moved = pose.clone()
+    moved[0, 1, 1] += 1.0  # a small bend: within epsilon
+    assert float(loss(moved)) == 0
+    moved[0, 1, 1] += 20.0
+    assert float(loss(moved)) > 0
+
+
+# ---- unimodal ---------------------------------------------------------------------------------------------
+def add_blob(outputs: dict, h: HeatmapHead, x: float, y: float, height: float) -> dict:
+    """A second peak of ``height`` in bodypart 0's map."""
+    extra = h.targets(torch.tensor([[[[x, y, 1.0]] * 3]]), {"heatmap": outputs["heatmap"]})["heatmap"]
+    heatmap = outputs["heatmap"].clone()
+    heatmap[:, 0] = torch.maximum(heatmap[:, 0], height * extra[:, 0])
+    return {**outputs, "heatmap": heatmap}
+
+
+@pytest.mark.parametrize("locref", [True, False])
+def test_unimodal_is_zero_on_ideal_maps_and_grows_with_an_extra_peak(locref):
+    h = head(locref=locref)
+    loss = UnimodalLoss()
+    outputs = ideal_outputs(h, POINTS)
+    assert float(loss(h, outputs)) == pytest.approx(0.0, abs=1e-4)
+    values = [float(loss(h, add_blob(outputs, h, 150.0, 40.0, height))) for height in (0.2, 0.5, 0.9)]
+    assert 1e-4 < values[0] < values[1] < values[2]
+
+
+def test_unimodal_with_several_animals_counts_one_peak_per_animal():
+    h = head()
+    two = torch.cat([POINTS, POINTS + torch.tensor([40.0, 10.0, 0.0])], 1)  # [1, 2, 3, 3]: two animals
+    outputs = ideal_outputs(h, two)
+    loss = UnimodalLoss()
+    assert float(loss(h, outputs, n_peaks=2)) == pytest.approx(0.0, abs=1e-4)
+    assert float(loss(h, outputs, n_peaks=1)) > 1e-3  # as a one-animal map it has a peak too many
+    third = float(loss(h, add_blob(outputs, h, 30.0, 160.0, 0.9), n_peaks=2))
+    assert third > 1e-3
+
+
+def test_unimodal_leaves_out_maps_with_no_animal_when_several_are_expected():
+    h = head()
+    outputs = ideal_outputs(h, POINTS)
+    outputs["heatmap"][:, 1] = 0.05  # no peak above min_peak: this bodypart shows no animal
+    assert float(UnimodalLoss(min_peak=0.1)(h, outputs, n_peaks=2)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_losses_refuse_negative_weights():
+    with pytest.raises(ValueError, match="temporal"):
+        TemporalLoss(weight=-1.0)
+
+
+def test_the_weight_ramps_up_over_the_warmup_epochs():
+    loss = TemporalLoss(weight=2.0, warmup_epochs=3)
+    assert [loss.weight_at(e) for e in range(5)] == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.0])
+    assert TemporalLoss(weight=2.0).weight_at(0) == 2.0
