@@ -77,6 +77,8 @@ def test_temporal_leaves_out_pairs_that_are_not_consecutive_frames():
     keypoints = torch.cat([sequence(1.0, 2), sequence(1.0, 2)[:, :1] + 100], 1)  # frame 2 jumps 100 px
     assert loss(keypoints) > 30
     assert float(loss(keypoints, torch.tensor([[0, 1, 7]]))) == pytest.approx(1.0)  # 1 -> 7: a gap
+    assert float(loss(keypoints, torch.tensor([[0, 2, 14]]))) == pytest.approx(1.0)  # stride 2: 2 -> 14 a gap
+    assert loss(keypoints, torch.tensor([[0, 2, 4]])) > 30  # every 2nd frame (frame_stride=2): all pairs count
 
 
 # ---- PCA single view ------------------------------------------------------------------------------------

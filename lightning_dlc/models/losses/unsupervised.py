@@ -53,15 +53,17 @@ class TemporalLoss(UnsupervisedLoss):
     name = "temporal"
 
     def forward(self, keypoints: torch.Tensor, frame_index: torch.Tensor | None = None) -> torch.Tensor:
-        """``keypoints [B, T, K, 2]`` of T frames of each sequence; ``frame_index [B, T]``: pairs that are
-        not consecutive in the video (frames skipped as undecodable) are left out."""
+        """``keypoints [B, T, K, 2]`` of T frames of each sequence; ``frame_index [B, T]``: pairs further
+        apart in the video than the sequence's step (``unlabeled.frame_stride``) are left out."""
         if keypoints.ndim != 4 or keypoints.shape[1] < 2:
             raise ValueError(f"temporal loss: keypoints [B, T >= 2, K, 2] expected, got {tuple(keypoints.shape)}")
         jumps = (keypoints[:, 1:] - keypoints[:, :-1]).norm(dim=-1)  # [B, T - 1, K]
         penalty = (jumps - self.epsilon).clamp(min=0)
         if frame_index is None:
             return penalty.mean()
-        consecutive = (frame_index[:, 1:] - frame_index[:, :-1] == 1).to(penalty.dtype)[..., None]
+        gaps = frame_index[:, 1:] - frame_index[:, :-1]
+        step = gaps.clamp(min=1).min(dim=1, keepdim=True).values  # the sequence's stride
+        consecutive = ((gaps == step) & (gaps > 0)).to(penalty.dtype)[..., None]
         return (penalty * consecutive).sum() / (consecutive.sum() * penalty.shape[-1]).clamp(min=1)
 
 
