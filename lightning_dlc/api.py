@@ -549,7 +549,7 @@ def export_onnx(config_or_run, shuffle: int = 1, trainingsetindex: int = 0, snap
     return export_snapshot_onnx(path, out, detector=detector, project=project, overwrite=overwrite, opset=opset)
 
 
-# --- H21c: ensembles ---
+# --------------------------------------------------------------------------- ensembles (ours)
 def analyze_videos_ensemble(config, videos, shuffles=(1,), snapshots=("best",), trainingsetindex: int = 0,
                             destfolder=None, videotype=None, track_method: str = "ellipse",
                             smoothing: float | None = None, min_likelihood: float = 0.0, average: str = "median",
@@ -594,7 +594,7 @@ def analyze_videos_ensemble(config, videos, shuffles=(1,), snapshots=("best",), 
             for per_video in zip(*prefixes)]
 
 
-# --- H21b: filtering, trajectory plots, skeleton analysis ---
+# ------------------------------------------------------------- post-processing: filtering, trajectory plots, skeleton
 def _post_track_method(cfg, track_method: str) -> str:
     """DeepLabCut's rule: a multi-animal project reads its tracks (``track_method``, else config.yaml's
     ``default_track_method``, else ellipse); a single-animal one none."""
@@ -692,7 +692,7 @@ def analyzeskeleton(config, videos, videotype="", shuffle: int = 1, trainingseti
     return {v: read_table(path) for v, path in written.items()} if return_data else list(written.values())
 
 
-# --- H21a: outlier frames, machine labels, merge, the next iteration ---
+# ------------------------------------------- the refine loop: outlier frames, machine labels, merge, next iteration
 def extract_outlier_frames(config, videos, videotype="", shuffle: int = 1, trainingsetindex: int = 0,
                            outlieralgorithm: str = "jump", frames2use=None, comparisonbodyparts="all",
                            epsilon: float = 20, p_bound: float = 0.01, ARdegree: int = 3, MAdegree: int = 1,
