@@ -15,7 +15,9 @@ prints one JSON line: ``images_per_s`` (images / seconds of the whole call: mode
 the images, inference, metrics and DeepLabCut's files, as DeepLabCut's ``evaluate_network`` is
 timed), the precision ``auto`` chose, and the train/test RMSE. ``--peer`` adds DeepLabCut's line and a
 summary with the ratio of our fastest configuration's images/s to DeepLabCut's and each RMSE beside
-DeepLabCut's.
+DeepLabCut's. The first configuration's line also carries what the CPU's arithmetic allows: the network's
+GFLOP per image, the GFLOP/s of a large fp32 matrix product, and their ratio (``images_per_s_bound``, an
+upper bound for any engine in fp32; the summary divides it by DeepLabCut's images/s).
 """
 from __future__ import annotations
 
@@ -91,15 +93,42 @@ def one(args) -> dict:
     seconds = time.perf_counter() - start
     images = int(rows["n_images"].sum())
     rmse = {f"{r.split}_rmse": round(float(r.rmse), 2) for r in rows.itertuples()}
+    bound = compute_bound(args.snapshot) if args.one == args.configs_first else {}
     return {"tool": "lightning_dlc", "model": args.model, "precision": args.one,
             "chosen": resolve_precision(args.one, args.device, log_choice=False), "device": args.device,
             "images": images, "seconds": round(seconds, 2), "images_per_s": round(images / seconds, 3), **rmse,
-            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+            "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), **bound}
+
+
+def compute_bound(snapshot: str) -> dict:
+    """What this CPU's arithmetic allows: the network's GFLOP per openfield image (640x480, fp32), the
+    GFLOP/s of a large fp32 matrix product (about the most any convolution reaches here), and their
+    ratio, an upper bound on images/s for any engine running this network in fp32."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lightning_dlc.inference.predict import load_model
+    from lightning_dlc.models.snapshot_files import find_snapshots
+
+    path = Path(snapshot)
+    model = load_model(find_snapshots(path, "last")[0] if path.is_dir() else path)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 480, 640))
+    gflop = counter.get_total_flops() / 1e9
+    a = torch.randn(4096, 4096)
+    a @ a  # warm-up
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    matmul_gflops = 5 * 2 * 4096 ** 3 / (time.perf_counter() - start) / 1e9
+    return {"gflop_per_image": round(gflop, 1), "matmul_gflops": round(matmul_gflops, 1),
+            "images_per_s_bound": round(matmul_gflops / gflop, 3)}
 
 
 def ours(config: str, args, snapshot: str, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--one", config, "--snapshot", snapshot, "--out", str(out),
-           "--model", args.model, "--device", args.device, "--threads", str(args.threads or 0)]
+           "--model", args.model, "--device", args.device, "--threads", str(args.threads or 0),
+           "--configs-first", args.configs[0]]
     run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
     if run.returncode != 0 or not lines:
@@ -117,6 +146,7 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--configs-first", help=argparse.SUPPRESS)  # the configuration that also measures the bound
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args)), flush=True)
@@ -144,6 +174,8 @@ def main() -> None:
                               "ratio": round(best["images_per_s"] / theirs["images_per_s"], 3),
                               "ours": best["images_per_s"], "ours_precision": best["chosen"],
                               "deeplabcut": theirs["images_per_s"],
+                              "fp32_bound_over_deeplabcut": round(results[0]["images_per_s_bound"]
+                                                                  / theirs["images_per_s"], 3),
                               "rmse": {r["precision"]: [r.get("train_rmse"), r.get("test_rmse")] for r in results},
                               "deeplabcut_rmse": [theirs["train_rmse"], theirs["test_rmse"]]}), flush=True)
 

@@ -35,6 +35,25 @@ def demo_source(tmp_path_factory) -> Path:
     return make_demo_project(tmp_path_factory.mktemp("demo") / "fishtank", unique_bodyparts=True)
 
 
+@pytest.fixture(scope="session")
+def trained_one_fish(tmp_path_factory) -> tuple[Path, Path]:
+    """A one-fish demo project (40 frames, 96 px) and a small model trained on it for 15 epochs, made once per
+    session for the tests that need a model that finds the fish (analysis, precision): (config.yaml, snapshot)."""
+    from lightning_dlc import api
+    from lightning_dlc.data.demo import make_demo_project
+    from lightning_dlc.models.snapshot_files import find_snapshots
+
+    config = make_demo_project(tmp_path_factory.mktemp("one_fish") / "fishtank", multianimal=False, n_frames=40,
+                               n_labeled=32, size=96)
+    api.create_training_dataset(config)
+    api.train_network(config, shuffle=1, epochs=15, save_epochs=15, batch_size=8, net_type="resnet_18",
+                      overrides=["model.backbone.name=regnetx_002", "model.backbone.pretrained=false",
+                                 "optimizer.lr=3e-3", "data.num_workers=0", "eval_interval=0", "augment=none",
+                                 "logger=csv", "trainer.enable_progress_bar=false"])
+    train_dir = next((config.parent / "dlc-models-pytorch/iteration-0").glob("*shuffle1/train"))
+    return config, find_snapshots(train_dir, "last")[0]
+
+
 @pytest.fixture
 def demo(demo_source, tmp_path) -> Path:
     """A writable copy of the demo project (its config names its own folder, so it reads as moved)."""

@@ -23,7 +23,6 @@ from lightning_dlc import api
 from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.data.demo_scene import render_scene
 from lightning_dlc.data.video_writer import write_video
-from lightning_dlc.models.snapshot_files import find_snapshots
 from lightning_dlc.inference import chunks as chunks_mod
 from lightning_dlc.inference.analyze import analyze_images, analyze_video, analyze_videos
 from lightning_dlc.data.dali_reader import dali_available
@@ -45,17 +44,11 @@ MAX_MEDIAN_ERROR = 10.0
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A one-fish demo project (40 frames, 96 px) and a small model trained on it for 15 epochs (~15 s)."""
+def trained(trained_one_fish, tmp_path_factory):
+    """The session's one-fish demo project (40 frames, 96 px) and its 15-epoch model, with a VP9 copy of its video."""
+    config, snapshot = trained_one_fish
     root = tmp_path_factory.mktemp("analyze")
-    config = make_demo_project(root / "fishtank", multianimal=False, n_frames=N_FRAMES, n_labeled=32, size=SIZE)
-    api.create_training_dataset(config)
-    api.train_network(config, shuffle=1, epochs=EPOCHS, save_epochs=EPOCHS, batch_size=8, net_type="resnet_18",
-                      overrides=["model.backbone.name=regnetx_002", "model.backbone.pretrained=false",
-                                 "optimizer.lr=3e-3", "data.num_workers=0", "eval_interval=0", "augment=none",
-                                 "logger=csv", "trainer.enable_progress_bar=false"])
-    train_dir = next((config.parent / "dlc-models-pytorch/iteration-0").glob("*shuffle1/train"))
-    snapshot = find_snapshots(train_dir, "last")[0]
+    train_dir = snapshot.parent
     videos = config.parent / "videos"
     vp9 = root / "fishtank_vp9.webm"  # the same scene, encoded as VP9 for DALI's CPU reader
     scene = render_scene(n_frames=N_FRAMES, n_fish=1, width=SIZE, height=SIZE, fps=30.0, seed=0)

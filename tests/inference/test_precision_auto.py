@@ -9,12 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lightning_dlc import api
-from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.inference import devices
 from lightning_dlc.inference.analyze import analyze_video
-from lightning_dlc.inference.devices import auto_precision, autocast_dtype, resolve_precision
-from lightning_dlc.models.snapshot_files import find_snapshots
+from lightning_dlc.inference.devices import autocast_dtype, resolve_precision
 from lightning_dlc.project import ProjectConfig
 
 
@@ -76,17 +73,10 @@ def test_cpu_probe_reads_torchs_flags(monkeypatch):
 
 
 @pytest.mark.slow  # trains a tiny model
-def test_auto_bf16_keypoints_within_half_a_pixel_of_fp32(tmp_path, capabilities):
+def test_auto_bf16_keypoints_within_half_a_pixel_of_fp32(tmp_path, capabilities, trained_one_fish):
     """On a briefly trained demo model, the automatic precision (bf16, as on a CPU with native bf16) puts
     every confident keypoint (likelihood above pcutoff) within 0.5 px of fp32's, in files of the same name."""
-    config = make_demo_project(tmp_path / "fishtank", multianimal=False, n_frames=40, n_labeled=32, size=96)
-    api.create_training_dataset(config)
-    api.train_network(config, shuffle=1, epochs=15, save_epochs=15, batch_size=8, net_type="resnet_18",
-                      overrides=["model.backbone.name=regnetx_002", "model.backbone.pretrained=false",
-                                 "optimizer.lr=3e-3", "data.num_workers=0", "eval_interval=0", "augment=none",
-                                 "logger=csv", "trainer.enable_progress_bar=false"])
-    train_dir = next((config.parent / "dlc-models-pytorch/iteration-0").glob("*shuffle1/train"))
-    snapshot = find_snapshots(train_dir, "last")[0]
+    config, snapshot = trained_one_fish
     video = config.parent / "videos" / "fishtank.mp4"
     capabilities(True)
     fp32 = analyze_video(snapshot, video, tmp_path / "fp32", device="cpu", precision="32", progress=False)

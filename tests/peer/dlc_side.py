@@ -63,7 +63,8 @@ def randomize(model: nn.Module, seed: int) -> None:
 def run_job(job: dict, folder: Path) -> dict:
     cfg = PoseConfig.build(project_config(job["project"], folder), folder / "pytorch_config.yaml",
                            top_down=job.get("top_down", False), net_type=job["net_type"],
-                           detector_type=job.get("detector_type"))
+                           detector_type=job.get("detector_type"),
+                           **({"ctd_conditions": job["ctd_conditions"]} if "ctd_conditions" in job else {}))
     cfg = cfg.model_dump(mode="json") if hasattr(cfg, "model_dump") else dict(cfg)
     for key, value in job.get("config_updates", {}).items():  # "model.heads.bodypart.x": value
         node = cfg
@@ -85,8 +86,10 @@ def run_job(job: dict, folder: Path) -> dict:
     result = {"config": cfg, "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
               "outputs": [], "predictions": [], "decoded": []}
     with torch.no_grad():
-        for images in job.get("inputs", []):
-            outputs = model(images)
+        for i, images in enumerate(job.get("inputs", [])):
+            # conditional (ctd_*) models: cond_kpts [B, 1, K, 3], as DeepLabCut's CTD runner gives them
+            conditions = job.get("conditions")
+            outputs = model(images, cond_kpts=conditions[i]) if conditions else model(images)
             result["outputs"].append(outputs)
             result["predictions"].append(model.get_predictions(outputs) if job.get("predict", True) else None)
         for maps in job.get("maps", []):  # head outputs made up by the test: decoders only
