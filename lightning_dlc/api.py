@@ -98,7 +98,7 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
 def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plotting: bool = False,
                      snapshots: str = "best", overwrite: bool = False, Shuffles=None, device: str = "auto",
                      pcutoff: float | None = None, batch_size: int | None = None, detector_snapshot_index=None,
-                     precision: str = "auto"):
+                     precision: str = "auto", ctd_conditions=None):
     """DeepLabCut's evaluate_network: the shuffles' snapshots on their train and test images.
 
     Snapshots are read from each shuffle's ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -110,7 +110,9 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
     A snapshot evaluated before stops the call unless ``overwrite=True``. ``trainingsetindex``
     may be ``"all"``; ``Shuffles`` is accepted as DeepLabCut's spelling. A top-down model's detector:
     ``detector_snapshot_index``, else config.yaml's ``detector_snapshotindex``. ``precision``: ``auto`` (bf16 where
-    native, fp16 on other CUDA GPUs, else fp32), ``32`` (DeepLabCut's), ``bf16`` or ``16``. Returns the results
+    native, fp16 on other CUDA GPUs, else fp32), ``32`` (DeepLabCut's), ``bf16`` or ``16``. A conditional top-down
+    (CTD) model refines ``ctd_conditions``' poses (a bottom-up shuffle as in :func:`analyze_videos`, a snapshot or its
+    evaluation ``.h5``; default: what it was trained with). Returns the results
     (one row per snapshot and split) of every shuffle, with a ``shuffle`` column.
     """
     import pandas as pd
@@ -134,7 +136,8 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
             table = evaluate_snapshots(train_dir, snapshots, plotting=plotting, out_dir=out, overwrite=overwrite,
                                        project=cfg.path, device=device, pcutoff=pcutoff, batch_size=batch_size,
                                        combined_csv=results_root / COMBINED_CSV, dlc_image_names=True,
-                                       detector=_detector_index(cfg, detector_snapshot_index), precision=precision)
+                                       detector=_detector_index(cfg, detector_snapshot_index), precision=precision,
+                                       conditions=_ctd_conditions_snapshot(cfg, train_dir, ctd_conditions, index))
             tables.append(table.assign(shuffle=shuffle, trainingsetindex=index))
     return pd.concat(tables, ignore_index=True)
 
@@ -183,7 +186,7 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
                    batch_size: int = 8, save_as_csv: bool = False, device=None, snapshot="best",
                    overwrite: bool = False, cropping=None, videotype=None, auto_track: bool = False,
                    track_method: str = "ellipse", wait_for_lock: bool = False, identity_only: bool = False,
-                   detector_snapshot_index=None, **options):
+                   detector_snapshot_index=None, ctd_conditions=None, ctd_tracking=False, **options):
     """DeepLabCut's analyze_videos: every frame of each video -> DeepLabCut's output files.
 
     The model is the shuffle's snapshot in ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -202,6 +205,11 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     One process at a time analyzes a video (with one scorer): a video another process is analyzing is
     skipped (``status="locked"``, naming that process' pid and host), or waited for with
     ``wait_for_lock=True``.
+    A conditional top-down (CTD) model refines a bottom-up model's poses: ``ctd_conditions`` (DeepLabCut's
+    name) = the bottom-up shuffle (``{"shuffle": 2, "snapshot": "best"}``, an int) or snapshot file, default
+    the ``conditions`` it was trained with; ``ctd_tracking`` (True, a dict of DeepLabCut's options or a
+    :class:`~lightning_dlc.tracking.ctd.CTDTrackingConfig`) tracks with it and adds ``<prefix>_ctd.h5``
+    (:func:`ctd_analyze_videos`).
 
     A missing or unreadable video is logged and reported, and the others still run. Returns one
     :class:`~lightning_dlc.inference.analyze.VideoSummary` per video (``.status``, ``.h5``,
@@ -211,6 +219,12 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
 
     cfg = as_config(config)
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
+    if ctd_conditions is not None or ctd_tracking or _is_ctd_snapshot(path):
+        options.pop("detector", None)  # a CTD model crops around its conditions
+        return ctd_analyze_videos(config, videos, path, ctd_conditions, ctd_tracking, trainingsetindex,
+                                  destfolder=destfolder, batch_size=batch_size, save_as_csv=save_as_csv,
+                                  device=device, overwrite=overwrite, cropping=cropping, videotype=videotype,
+                                  wait_for_lock=wait_for_lock, **options)
     if "detector" not in options:
         options["detector"] = _trained_detector(cfg, path, detector_snapshot_index) or "auto"
     if cropping is None and cfg.data.get("cropping"):
@@ -778,3 +792,40 @@ def previous_iteration_snapshot(config, shuffle: int = 1, trainingsetindex: int 
 
     cfg = as_config(config)
     return previous(cfg, _training_fraction(cfg, trainingsetindex), shuffle, modelprefix, snapshot, iteration)
+
+
+# --------------------------------------------------------------------------- conditional top-down (CTD)
+def _is_ctd_snapshot(path) -> bool:
+    from lightning_dlc.pipelines.ctd import is_ctd_snapshot
+
+    return is_ctd_snapshot(path)
+
+
+def _ctd_conditions_snapshot(cfg, ctd_snapshot: Path, conditions, trainingsetindex: int) -> Path | None:
+    """The bottom-up snapshot whose poses a CTD model refines: a shuffle (int or DeepLabCut's dict with
+    ``shuffle`` and ``snapshot``/``snapshot_index``), a snapshot file or run folder; None: what it was trained with."""
+    if isinstance(conditions, int):
+        conditions = {"shuffle": conditions}
+    if isinstance(conditions, dict):
+        unknown = set(conditions) - {"shuffle", "snapshot", "snapshot_index", "trainset_index"}
+        if "shuffle" not in conditions or unknown:
+            raise ValueError(f"ctd_conditions={conditions}: expected a dict with 'shuffle' and optionally 'snapshot' "
+                             f"or 'snapshot_index' (DeepLabCut's form)")
+        chosen = conditions.get("snapshot", conditions.get("snapshot_index", "best"))
+        return _trained_snapshot(cfg, int(conditions["shuffle"]),
+                                 int(conditions.get("trainset_index", trainingsetindex)), chosen)
+    return None if conditions is None else Path(conditions)
+
+
+def ctd_analyze_videos(config, videos, ctd_snapshot, ctd_conditions=None, ctd_tracking=False,
+                       trainingsetindex: int = 0, destfolder=None, cropping=None, **options):
+    """A CTD snapshot analyzes videos with a bottom-up snapshot's poses as its conditions (see
+    :func:`analyze_videos`; :func:`lightning_dlc.pipelines.ctd.analyze_videos_ctd`)."""
+    from lightning_dlc.pipelines.ctd import analyze_videos_ctd
+
+    cfg = as_config(config)
+    bottom_up = _ctd_conditions_snapshot(cfg, Path(ctd_snapshot), ctd_conditions, trainingsetindex)
+    if cropping is None and cfg.data.get("cropping"):
+        cropping = [cfg.data.get(k) for k in ("x1", "x2", "y1", "y2")]
+    return analyze_videos_ctd(ctd_snapshot, videos, destfolder, conditions=bottom_up, ctd_tracking=ctd_tracking,
+                              project=cfg.path, crop=cropping, **options)

@@ -9,8 +9,8 @@ from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc.inference.analyze import analyze_images
 from lightning_dlc.inference.scorer import snapshot_from_args
 
-VIDEO_ONLY = ("videos", "videotype", "reader", "compile", "crop", "chunk_frames", "blank_threshold",
-              "auto_track", "track_method")
+VIDEO_ONLY = ("videos", "videotype", "reader", "compile", "crop", "chunk_frames", "blank_threshold", "features",
+              "wait_for_lock", "auto_track", "track_method", "identity_only", "ctd_tracking")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="analyze")
@@ -20,6 +20,8 @@ def main(cfg: DictConfig) -> None:
     images = args.pop("images")
     for key in VIDEO_ONLY:
         args.pop(key)
+    if args.pop("conditions", None) is not None:
+        sys.exit("conditions= (conditional top-down models) is for lightning-dlc analyze-videos and evaluate")
     if not images:
         sys.exit("no images given: images=/path/folder (or images=[a.png,b.jpg])")
     if analyze_images(snapshot, images, **args) is None:

@@ -44,8 +44,10 @@ import torch
 from lightning_dlc.data.dataset import read_rgb
 from lightning_dlc.evaluation.metrics import compute_metrics
 from lightning_dlc.inference.devices import autocast_dtype, resolve_device, resolve_precision
+from lightning_dlc.inference.ctd import dataset_conditions
 from lightning_dlc.inference.malloc import tune_malloc
 from lightning_dlc.inference.predict import load_detector, load_model, predict_dataset, snapshot_meta
+from lightning_dlc.models.ctd_crops import is_conditional
 from lightning_dlc.models.snapshot_files import (SNAPSHOT_CHOICES, detector_beside, find_snapshots, net_name,
                                                  scorer_name, snapshot_header)
 from lightning_dlc.project.config import ProjectConfig
@@ -258,7 +260,7 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
                        num_workers: int | None = None, combined_csv: str | Path | None = None,
                        dlc_image_names: bool = False, verbose: bool = True,
                        detector: str | int = "best", precision: str = "auto",
-                       channels_last: bool = True) -> pd.DataFrame:
+                       channels_last: bool = True, conditions=None) -> pd.DataFrame:
     """Evaluate snapshots on the train and test images of the split they trained on.
 
     Args:
@@ -281,6 +283,8 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
         precision: ``auto`` (bf16 where the device computes it natively, fp16 on other CUDA GPUs, else fp32;
             :func:`~lightning_dlc.inference.devices.auto_precision`), ``32`` (as DeepLabCut), ``bf16`` or ``16``.
         channels_last: the model and images in channels-last memory format (faster convolutions).
+        conditions: conditional top-down (CTD) models: the bottom-up snapshot (or run folder, or its evaluation
+            predictions ``.h5``) whose poses they refine; default the ``conditions`` they were trained with.
 
     Returns the rows written to ``results.csv`` by this call (one per snapshot and split).
     """
@@ -328,7 +332,7 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     all_rows = []
     for target, data in targets:
         rows = _evaluate_one(target, data, out_dir, combined_csv, device, plotting, dlc_image_names, precision,
-                             channels_last)
+                             channels_last, conditions)
         _merge_results(out_dir / RESULTS_CSV, rows, [target.name])
         all_rows.append(rows)
     results = pd.concat(all_rows, ignore_index=True)
@@ -352,11 +356,13 @@ def run_detector(pose_snapshot: Path, device, which: str | int = "best"):
 
 
 def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: Path, device, plotting: bool,
-                  dlc_image_names: bool, precision: str = "32", channels_last: bool = True) -> pd.DataFrame:
+                  dlc_image_names: bool, precision: str = "32", channels_last: bool = True,
+                  conditions=None) -> pd.DataFrame:
     model = load_model(target.path, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    detector = run_detector(target.path, device, target.detector) if model.top_down is not None else None
+    detector = (run_detector(target.path, device, target.detector)
+                if model.top_down is not None and not is_conditional(model) else None)  # CTD: crops at conditions
     oks_sigma = target.header["run_config"].get("oks_sigma", 0.1)
     meta = data.meta
     rows, scores, tables, predicted_tables = [], {}, {}, []
@@ -367,11 +373,16 @@ def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: P
         if not records:
             log.warning("%s: the %s split is empty; no %s results", target.path.name, split, split)
             continue
+        conditioned = None
+        if is_conditional(model):  # CTD: a bottom-up model's poses on the same images
+            conditioned = dataset_conditions(conditions or target.header["run_config"].get("conditions"),
+                                             [r.key for r in records], meta, device)
         predicted = predict_dataset(model, data.datasets[split], batch_size=data.batch_size,
                                     num_workers=data.num_workers, pad_multiple=data.pad_multiple,
                                     channels_last=channels_last, detector=detector, micro_batch="auto",
                                     autocast_dtype=autocast_dtype(precision),
-                                    box_threshold=0.0)  # as DeepLabCut's evaluate_network: no min_bbox_score
+                                    box_threshold=0.0,  # as DeepLabCut's evaluate_network: no min_bbox_score
+                                    conditions=conditioned)
         truth, unique_truth = ground_truth(records, meta)
         kwargs = {}
         if meta.unique_bodyparts:

@@ -24,6 +24,8 @@ from lightning_dlc.data.dataset import collate_pose, to_original_pixels
 from lightning_dlc.inference.devices import resolve_device
 from lightning_dlc.inference.malloc import cpu_micro_batch
 from lightning_dlc.models.backbones.base import check_state_fits
+from lightning_dlc.models.ctd_crops import is_conditional, require_conditions
+from lightning_dlc.models.ctd_crops import predict as ctd_predict
 from lightning_dlc.models.detectors import Detector
 from lightning_dlc.models.snapshot_files import load_snapshot
 from lightning_dlc.models.pose_model import PoseModel, model_from_config
@@ -121,7 +123,7 @@ def detect_boxes(detector: Detector, images: torch.Tensor, max_boxes: int, min_s
 def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | float = 1.0,
                   channels_last: bool = False, autocast_dtype: torch.dtype | None = None,
                   boxes: torch.Tensor | None = None, micro_batch: int | None = None,
-                  crop_features=None, net=None) -> dict[str, torch.Tensor]:
+                  crop_features=None, net=None, conditions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One batch of uint8 ``[B, 3, H, W]`` images -> predictions in the original images' pixels.
 
     ``scale`` is the factor the images were resized by (per image or one number; 1 = as read).
@@ -133,6 +135,8 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
     see :meth:`~lightning_dlc.models.top_down.TopDown.predict_all` (``features`` then in the output).
     ``net`` (default ``model``): what maps normalized images to head outputs (``model``'s ``torch.compile``
     wrapper, an :class:`~lightning_dlc.inference.onnx_runner.OnnxNetwork`); ``model`` decodes them.
+    A conditional top-down (CTD) model refines ``conditions [B, N, K, 3]`` (proposed poses in the pixels of
+    ``images``; :func:`lightning_dlc.models.ctd_crops.predict`) instead of reading boxes.
     Returns ``bodypart`` ``[B, N, K, 3]`` (x, y, score), ``unique_bodypart`` ``[B, U, 3]`` (U = 0
     without unique bodyparts; NaN where the model has no head for them) and, with an identity head, ``identity`` ``[B, N, n_identities]``;
     float32 tensors on the model's device. Missing keypoints are NaN.
@@ -140,7 +144,12 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
     device = next(model.parameters()).device
     images = images.to(device, non_blocking=True)
     top_down = getattr(model, "top_down", None)
-    if top_down is not None:
+    if is_conditional(model):
+        if conditions is None:
+            require_conditions(model, None)
+        predicted = {"bodypart": ctd_predict(model, images, conditions, channels_last, autocast_dtype, micro_batch,
+                                             net)}
+    elif top_down is not None:
         if boxes is None:
             raise ValueError("a top-down model needs boxes: a detector's (Predictor with detector=) or the user's")
         predicted = top_down.predict_all(model, images, boxes, model.meta.max_individuals, channels_last,
@@ -176,7 +185,7 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                     device: str | torch.device | None = None, num_workers: int = 0, pad_multiple: int = 32,
                     channels_last: bool = False, detector: Detector | None = None,
                     box_threshold: float = 0.5, autocast_dtype: torch.dtype | None = None,
-                    micro_batch: int | str | None = None) -> dict[str, np.ndarray]:
+                    micro_batch: int | str | None = None, conditions=None) -> dict[str, np.ndarray]:
     """Predict every item of a :class:`~lightning_dlc.data.dataset.PoseDataset` (or any dataset of its items).
 
     ``device``: where to run (None: where the model is; ``auto``: CUDA if available). Returns numpy
@@ -187,7 +196,9 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
     labeled animals (keypoints + the model's margin), as its validation during training does.
     ``autocast_dtype``: as :func:`predict_batch`. ``micro_batch``: images (top-down: crops) per network call;
     ``auto``: on the CPU :func:`~lightning_dlc.inference.malloc.cpu_micro_batch` (call
-    :func:`~lightning_dlc.inference.malloc.tune_malloc` first), elsewhere the whole batch.
+    :func:`~lightning_dlc.inference.malloc.tune_malloc` first), elsewhere the whole batch. ``conditions``
+    (CTD models): ``batch -> [B, N, K, 3]`` proposed poses in the batch's pixels
+    (:func:`lightning_dlc.inference.ctd.dataset_conditions`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -204,7 +215,9 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
     try:
         for batch in loader:
             boxes = None
-            if model.top_down is not None and detector is not None:
+            if is_conditional(model):
+                pass  # crops around the conditions
+            elif model.top_down is not None and detector is not None:
                 boxes = detect_boxes(detector, batch["image"], meta.max_individuals, box_threshold)[..., :4]
             elif model.top_down is not None:
                 boxes = model.top_down.label_boxes(batch["keypoints"], batch["sizes"], batch["scale"])
@@ -213,7 +226,7 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                 micro = cpu_micro_batch(*images.shape[-2:], autocast_dtype is not None) \
                     if next(model.parameters()).device.type == "cpu" else None
             predicted = predict_batch(model, images, batch["scale"], channels_last, autocast_dtype, boxes=boxes,
-                                      micro_batch=micro)
+                                      micro_batch=micro, conditions=conditions(batch) if conditions else None)
             index = batch["index"].numpy()
             for key, value in predicted.items():
                 value = value.cpu().numpy()

@@ -18,6 +18,9 @@ from lightning_dlc.lit.gather import gather_per_image
 from lightning_dlc.lit.loss_check import check_finite_loss
 from lightning_dlc.lit.schedulers import build_scheduler
 from lightning_dlc.lit.unlabeled import check_losses, fit_pca, unsupervised_losses
+from lightning_dlc.data.ctd_conditions import GenerativeSampling
+from lightning_dlc.models import ctd_crops
+from lightning_dlc.models.ctd_crops import is_conditional
 from lightning_dlc.models.pose_model import PoseModel
 from lightning_dlc.models.preprocess import MEAN, STD, normalize_images  # noqa: F401 (MEAN, STD re-exported)
 
@@ -46,14 +49,18 @@ class PoseModule(L.LightningModule):
         unsupervised_losses: the ``losses`` group's modules by name, on unlabeled frames: a batch
             ``{"labeled": <batch>, "unlabeled": {"images", "frame_index", "video_index"}}`` adds
             each loss times its weight to the supervised loss (curves ``train.loss_<name>``).
+        gen_sampling: conditional top-down (CTD) models: how conditions are synthesized from the labels
+            (DeepLabCut's generative sampling; its defaults when None).
     """
 
     def __init__(self, model: PoseModel, optimizer: Callable, scheduler: Callable | None = None,
                  augment: nn.Module | None = None, pcutoff: float = 0.6, oks_sigma: float = 0.1,
                  image_log_interval: int = 10, channels_last: bool = False,
                  load_scheduler_state: bool = True, run_config: dict | None = None,
-                 unsupervised_losses: Mapping[str, nn.Module] | None = None):
+                 unsupervised_losses: Mapping[str, nn.Module] | None = None,
+                 gen_sampling: GenerativeSampling | None = None):
         super().__init__()
+        self.gen_sampling = gen_sampling or GenerativeSampling()  # CTD models: how training conditions are made
         self.model, self.augment = model, augment
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.pcutoff, self.oks_sigma = pcutoff, oks_sigma
@@ -86,8 +93,13 @@ class PoseModule(L.LightningModule):
         unlabeled = batch.get("unlabeled") if "labeled" in batch else None
         batch = batch["labeled"] if "labeled" in batch else batch
         top_down = self.model.top_down
-        if top_down is not None:  # one jittered crop per labeled animal, cropped from the raw images
+        conditions = None
+        if top_down is not None and is_conditional(self.model):  # CTD: crops around synthesized conditions
+            crops, conditions = ctd_crops.training_crops(top_down, batch["image"], batch["keypoints"], batch["sizes"],
+                                                         batch["scale"], self.gen_sampling)
+        elif top_down is not None:  # one jittered crop per labeled animal, cropped from the raw images
             crops = top_down.training_crops(batch["image"], batch["keypoints"], batch["sizes"], batch["scale"])
+        if top_down is not None:
             if not len(crops.images):
                 return None  # no animal in this batch: nothing to learn, the step is skipped
             images, keypoints = crops.images.float() / 255, crops.keypoints
@@ -97,9 +109,13 @@ class PoseModule(L.LightningModule):
             images = batch["image"].float() / 255
             keypoints, unique = batch["keypoints"], batch["unique_keypoints"]
             identities = None
-        if self.augment is not None:
+        if self.augment is not None and conditions is not None:  # conditions move with the image: a 2nd animal
+            images, both, unique = self.augment(images, torch.cat([keypoints, conditions[:, None]], 1), unique)
+            keypoints, conditions = both[:, :1], ctd_crops.missing_as_nan(both[:, 1])
+        elif self.augment is not None:
             images, keypoints, unique = self.augment(images, keypoints, unique)
-        outputs = self.model(self.prepare(images))
+        outputs = (self.model(self.prepare(images)) if conditions is None else
+                   self.model(self.prepare(images), conditions=conditions))
         losses = self.model.loss(outputs, keypoints, unique, identities)
         total = losses["total"] + self._unsupervised(unlabeled)
         check_finite_loss(self, total, "the training loss", "lower optimizer.lr, check the labels for wild "
@@ -131,7 +147,16 @@ class PoseModule(L.LightningModule):
     # ---- validation: predictions gathered, then the evaluation metrics ---------------------
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         top_down = self.model.top_down
-        if top_down is not None:  # crops at the labeled animals' boxes, as DeepLabCut validates top-down models
+        if top_down is not None and is_conditional(self.model):
+            # CTD: conditions synthesized from the labels, as DeepLabCut's validation set makes them; the same
+            # draws every epoch (seeded by the batch), so the curves compare epochs
+            with torch.random.fork_rng(devices=[batch["image"].device] if batch["image"].is_cuda else []):
+                torch.manual_seed(batch_idx)
+                conditions = ctd_crops.synthetic_conditions(top_down, batch["keypoints"], batch["sizes"],
+                                                            batch["scale"], self.gen_sampling)
+            predicted = ctd_crops.predict(self.model, batch["image"], conditions, self.channels_last)
+            outputs = None
+        elif top_down is not None:  # crops at the labeled animals' boxes, as DeepLabCut validates top-down models
             boxes = top_down.label_boxes(batch["keypoints"], batch["sizes"], batch["scale"])
             predicted = top_down.predict(self.model, batch["image"], boxes, batch["keypoints"].shape[1],
                                          self.channels_last)

@@ -21,6 +21,7 @@ from lightning_dlc.lit.detector import DetectorModule
 from lightning_dlc.lit.pose import PoseModule
 from lightning_dlc.lit.quiet import FitLogInterval, quiet_third_party
 from lightning_dlc.lit.unlabeled import build_unsupervised_losses
+from lightning_dlc.models.ctd_crops import generative_sampling, require_conditions
 from lightning_dlc.models.pose_model import model_from_config
 from lightning_dlc.models.snapshot_files import DETECTOR
 
@@ -47,6 +48,7 @@ def build_module(cfg: DictConfig, datamodule) -> PoseModule:
     """Model (fitted to the project's metadata, read once here), optimizer, schedule, augmentation."""
     meta = datamodule.load_meta()
     model = model_from_config(cfg.model, meta)
+    require_conditions(model, cfg.get("conditions"))  # CTD models train on conditions synthesized from labels
     scheduler = _optional(cfg.get("scheduler"))
     pcutoff = cfg.get("pcutoff")
     if pcutoff is None:
@@ -64,6 +66,7 @@ def build_module(cfg: DictConfig, datamodule) -> PoseModule:
         load_scheduler_state=cfg.resume.load_scheduler_state,
         run_config=OmegaConf.to_container(cfg, resolve=True),
         unsupervised_losses=build_unsupervised_losses(cfg.get("losses")),
+        gen_sampling=generative_sampling(cfg.get("gen_sampling"), meta),
     )
 
 
@@ -139,7 +142,7 @@ def stages_to_train(cfg: DictConfig) -> list[str]:
     if "detector" in stages and not has_detector:
         if stages == ["detector"]:
             raise ValueError("stages=[detector] needs a detector: detector=fasterrcnn_mobilenet_v3_large_fpn, ...")
-        if top_down:
+        if top_down and not cfg.model.get("conditional"):  # CTD models crop around conditions, not boxes
             log.warning("top-down model without a detector (detector=none): only the pose model trains; "
                         "inference then needs boxes (a detector snapshot or boxes you give)")
         stages.remove("detector")

@@ -140,6 +140,22 @@ def _top_down_overrides(pytorch_cfg: Mapping, where: Path) -> list[str]:
     return out
 
 
+def _conditional_overrides(pytorch_cfg: Mapping) -> list[str]:
+    """A conditional top-down (``method: ctd``) folder's crop as its model is made for: the backbone's
+    ``img_size`` (HRNetCoAM's attention spans that grid; an RTMPose head reads that input size) and
+    ``data.bbox_margin``. DeepLabCut's ``data.*.top_down_crop`` is not read: its ctd_prenet_rtmpose_x
+    files say 256 x 256 beside a 384 x 384 model."""
+    model = pytorch_cfg.get("model") or {}
+    height, width = ((model.get("backbone") or {}).get("img_size") or (256, 256))
+    out = [f"model.top_down.crop_size=[{int(height)},{int(width)}]"]
+    if (((model.get("heads") or {}).get("bodypart") or {}).get("type")) == "RTMCCHead":
+        out.append(f"model.heads.single.bodypart.input_size=[{int(height)},{int(width)}]")
+    margin = (pytorch_cfg.get("data") or {}).get("bbox_margin")
+    if margin is not None:
+        out.append(f"model.top_down.margin={float(margin)}")
+    return out
+
+
 def compose_run_config(overrides: list[str]) -> dict:
     """Our ``conf/train.yaml`` composed with Hydra ``overrides``, resolved to plain containers."""
     from omegaconf import OmegaConf
@@ -182,9 +198,11 @@ def from_dlc_snapshot(path: str | Path, contents: Mapping | None = None) -> dict
         overrides.append(f"data.shuffle={shuffle}")
     if pytorch_cfg.get("method") == "td":
         overrides += _top_down_overrides(pytorch_cfg, config_path)
+    elif pytorch_cfg.get("method") == "ctd":
+        overrides += _conditional_overrides(pytorch_cfg)
     run_config = compose_run_config(overrides)
     run_config["net_type"] = net_type  # DeepLabCut's name for scorer names
-    if meta.multianimal and pytorch_cfg.get("method") != "td":
+    if meta.multianimal and pytorch_cfg.get("method") not in ("td", "ctd"):  # bottom-up: PAF assembly
         _apply_paf_predictor(run_config, pytorch_cfg, len(meta.bodyparts))
     detector = "snapshot-detector" in path.name
     prefix = "detector." if detector else "model."

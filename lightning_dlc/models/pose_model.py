@@ -33,7 +33,7 @@ def model_from_config(cfg, meta: ProjectMeta) -> PoseModel:
 
 def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
                      neck: Callable[..., nn.Module] | None = None, top_down: Mapping | None = None,
-                     weights: str | None = None) -> PoseModel:
+                     weights: str | None = None, conditional: bool = False) -> PoseModel:
     """The model a named config describes, fitted to a project (the target of ``conf/model/*.yaml``).
 
     ``heads`` holds ``single`` (roles for a one-animal project: a heatmap head in DeepLabCut)
@@ -47,10 +47,17 @@ def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
     any project; unique bodyparts are not learned from crops; with ``identity: true`` a
     :class:`~lightning_dlc.models.heads.identity.CropIdentityHead` (ours) learns which individual a crop shows.
 
+    ``conditional`` (``ctd_*`` configs): the backbone reads each crop's proposed pose besides the
+    crop (conditional top-down); ``forward(images, conditions)``. Set in the config so readers of
+    it know without building the model.
+
     ``weights`` (``model.weights=``, fine-tuning): a snapshot, ours or DeepLabCut's, to start from
     (:func:`~lightning_dlc.models.snapshot_files.init_from_snapshot`).
     """
     model = _build(backbone, heads, meta, neck, top_down)
+    if model.conditional != conditional:  # the config's flag is what readers of the config go by
+        raise ValueError(f"model.conditional is {conditional}, but backbone {type(model.backbone).__name__} is "
+                         f"{'' if model.conditional else 'not '}conditional")
     if weights:
         from lightning_dlc.models.snapshot_files import init_from_snapshot
 
@@ -59,6 +66,8 @@ def build_pose_model(backbone: nn.Module, heads: Mapping, meta: ProjectMeta,
 
 
 def _build(backbone, heads, meta, neck, top_down) -> PoseModel:
+    if not isinstance(backbone, nn.Module):  # a conditional (CTD) backbone: one condition channel per bodypart
+        backbone = backbone(n_bodyparts=len(meta.bodyparts))
     unknown = set(heads) - {"single", "multi", *ROLES}
     if unknown:
         raise ValueError(f"unknown keys in model.heads: {sorted(unknown)}; "
@@ -119,12 +128,28 @@ class PoseModel(nn.Module):
         if "bodypart" not in self.heads:
             raise ValueError("a pose model needs a bodypart head (model.heads.single/multi.bodypart)")
 
-    def forward(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-        return self.run_heads(self.features(images))
+    @property
+    def conditional(self) -> bool:
+        """A conditional top-down (CTD) model: ``forward`` needs each crop's proposed pose."""
+        return bool(getattr(self.backbone, "conditional", False))
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """What the heads read: the backbone's (and neck's) features."""
-        features = self.backbone(images)
+    def forward(self, images: torch.Tensor,
+                conditions: torch.Tensor | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        return self.run_heads(self.features(images, conditions))
+
+    def features(self, images: torch.Tensor, conditions: torch.Tensor | None = None) -> torch.Tensor:
+        """What the heads read: the backbone's (and neck's) features.
+
+        ``conditions`` (CTD models only): ``[B, n_bodyparts, 3]`` (x, y, score) per image, in its
+        pixels; NaN or score 0 for a missing keypoint.
+        """
+        if self.conditional and conditions is None:
+            raise ValueError(f"{type(self.backbone).__name__} is a conditional (CTD) model: it needs conditions, "
+                             f"each crop's proposed pose [batch, {len(self.meta.bodyparts)} bodyparts, 3] "
+                             "(x, y, score), e.g. from a bottom-up model's predictions")
+        if not self.conditional and conditions is not None:
+            raise ValueError(f"{type(self.backbone).__name__} is not a conditional (CTD) model; it takes no conditions")
+        features = self.backbone(images, conditions) if self.conditional else self.backbone(images)
         return self.neck(features) if self.neck is not None else features
 
     def run_heads(self, features: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:

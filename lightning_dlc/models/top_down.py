@@ -94,14 +94,16 @@ class TopDown:
 
     def training_crops(self, images: torch.Tensor, keypoints: torch.Tensor, sizes: torch.Tensor,
                        scale: torch.Tensor | float = 1.0, jitter: bool = True,
-                       generator: torch.Generator | None = None) -> Crops:
+                       generator: torch.Generator | None = None, boxes: torch.Tensor | None = None) -> Crops:
         """Crops around the labeled animals (boxes jittered in training) with their labels in crop pixels.
 
         As DeepLabCut's training crops: the box (labels + margin, clipped, jittered) is truncated
         to whole pixels in xywh, and labels outside ``[0, w] x [0, h]`` of the crop are dropped
-        (NaN here; DeepLabCut sets their visibility to 0).
+        (NaN here; DeepLabCut sets their visibility to 0). ``boxes [B, N, 4]`` replace the label boxes
+        (conditional top-down models crop around their conditions).
         """
-        boxes = self.label_boxes(keypoints, sizes, scale)
+        if boxes is None:
+            boxes = self.label_boxes(keypoints, sizes, scale)
         if jitter:
             boxes = self.jitter(boxes, generator)
         corner, size = boxes[..., :2].trunc(), (boxes[..., 2:] - boxes[..., :2]).trunc()

@@ -23,7 +23,8 @@ from lightning_dlc.project.records import ProjectMeta
 BACKBONES = table.BACKBONES
 DETECTORS = tuple(sorted(table.DETECTOR_CLASSES))
 OTHER_NET_TYPES = tuple(sorted(table.MODEL_METHODS))
-# every name DeepLabCut 3.0.2 accepts as net_type (but conditional top-down ctd_*, which we do not build)
+# every name DeepLabCut 3.0.2 accepts as net_type (but conditional top-down ctd_*: their models are built from
+# conf/model/ctd_*.yaml, their pytorch_config.yaml defaults are not written from here)
 NET_TYPES = tuple(sorted({*BACKBONES, *(f"top_down_{b}" for b in BACKBONES), *OTHER_NET_TYPES}))
 LEGACY_ALIASES = table.LEGACY_ALIASES
 TOP_DOWN_PREFIX = "top_down_"

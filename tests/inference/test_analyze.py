@@ -349,6 +349,17 @@ def test_scripts(trained, tmp_path):
     assert not (tmp_path / "outputs").exists() and not (tmp_path / ".hydra").exists()
 
 
+def test_analyze_images_command(trained, tmp_path):
+    """`lightning-dlc analyze-images` takes analyze.yaml's options and leaves the video-only ones out."""
+    images = trained.config.parent / "labeled-data" / "fishtank"
+    run = subprocess.run([sys.executable, "-m", "lightning_dlc", "analyze-images", f"run={trained.train_dir}",
+                          "snapshot=last", f"images={images}", f"destfolder={tmp_path}", "progress=false"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (h5,) = tmp_path.glob("image_predictions_DLC_*.h5")
+    assert len(pd.read_hdf(h5)) == len(list(images.glob("*.png")))
+
+
 @pytest.mark.gpu
 def test_gpu_dali_reader_bf16_matches_the_cpu(trained, tmp_path):
     cpu = analyze_video(trained.predictor, trained.video, tmp_path / "cpu", progress=False)

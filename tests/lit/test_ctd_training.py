@@ -10,38 +10,9 @@ import torch
 from lightning_dlc.data.ctd_conditions import GenerativeSampling, sample_conditions
 from lightning_dlc.lit.train import train
 from lightning_dlc.models import ctd_crops
-from lightning_dlc.models.pose_model import PoseModel, build_pose_model
 from lightning_dlc.models.top_down import TopDown
+from ctd_standin import STANDIN  # tests/ is on sys.path
 from test_train import compose_train, tiny_overrides  # tests/lit is on sys.path (pytest rootdir imports)
-
-
-class StandInBackbone(torch.nn.Module):
-    """A tiny conditional backbone: the conditions' pixels brightened in the input, then a timm backbone."""
-
-    conditional = True
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-        self.out_channels, self.stride = inner.out_channels, inner.stride
-
-    def forward(self, images, conditions):
-        assert conditions.shape[0] == images.shape[0] and conditions.shape[-1] == 3
-        h, w = images.shape[-2:]
-        drawn = torch.zeros_like(images[:, :1])
-        present = torch.isfinite(conditions[..., :2]).all(-1) & (conditions[..., 2] > 0)
-        b, k = present.nonzero(as_tuple=True)
-        x = conditions[b, k, 0].long().clamp(0, w - 1)
-        y = conditions[b, k, 1].long().clamp(0, h - 1)
-        drawn[b, 0, y, x] = 1.0
-        return self.inner(images + drawn)
-
-
-def build_standin(backbone, **kwargs) -> PoseModel:
-    return build_pose_model(StandInBackbone(backbone), **kwargs)
-
-
-STANDIN = f"model._target_={__name__}.build_standin"
 
 
 # ---- generative sampling -----------------------------------------------------------------------------
@@ -113,7 +84,7 @@ def test_missing_as_nan():
 def ctd_overrides(project, out, *extra):
     return tiny_overrides(project, out, "model=top_down_resnet_18", "model.backbone.name=regnetx_002",
                           "model.backbone.pretrained=false", "model.top_down.crop_size=[64,64]",
-                          "model.top_down.margin=25", STANDIN, "+model.conditional=true", *extra)
+                          "model.top_down.margin=25", *STANDIN, *extra)
 
 
 @pytest.mark.slow

@@ -18,8 +18,6 @@ from lightning_dlc.project.records import ProjectMeta
 
 pytestmark = pytest.mark.slow  # runs DeepLabCut 3.0.2 beside ours
 
-# Conditional top-down (ctd_*) is its own issue: models that take a pose as input besides the image.
-NOT_YET = ("ctd_",)
 PROJECTS = {
     "single": ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("single",)),
     "multi": ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("a", "b"), unique_bodyparts=("feeder",),
@@ -33,7 +31,7 @@ def peer_project(meta: ProjectMeta) -> dict:
             "identity": meta.identity}
 
 
-TOP_DOWN = ("top_down_", "rtmpose_", "animaltokenpose_")
+TOP_DOWN = ("top_down_", "rtmpose_", "animaltokenpose_", "ctd_")
 
 
 def project_for(alias: str, kind: str) -> ProjectMeta:
@@ -47,14 +45,15 @@ def project_for(alias: str, kind: str) -> ProjectMeta:
 def peer_job(alias: str, meta: ProjectMeta) -> dict:
     top_down = alias.startswith("top_down_")
     return {"net_type": alias.removeprefix("top_down_"), "top_down": top_down, "project": peer_project(meta),
-            "shapes_only": True, **({"detector_type": "ssdlite"} if top_down else {})}
+            "shapes_only": True, **({"detector_type": "ssdlite"} if top_down else {}),
+            **({"ctd_conditions": 1} if alias.startswith("ctd_") else {})}  # DeepLabCut needs a conditions source
 
 
 @pytest.fixture(scope="module")
 def deeplabcut_models():
     listed = run_peer([{"kind": "call",
                         "function": "deeplabcut.pose_estimation_pytorch.config.enums:NetType.available_aliases"}])
-    aliases = [a for a in listed[0]["value"] if not a.startswith(NOT_YET)]
+    aliases = list(listed[0]["value"])
     jobs = [(alias, kind) for alias in aliases for kind in PROJECTS]
     results = run_peer([peer_job(alias, project_for(alias, kind)) for alias, kind in jobs])
     return {job: result["shapes"] for job, result in zip(jobs, results)}

@@ -13,7 +13,9 @@ from lightning_dlc.project.records import ProjectMeta
 
 TOP_DOWN = ("top_down_", "rtmpose_")  # tests/models/test_top_down.py builds those
 FIXED_CROP = ("animaltokenpose_",)  # top-down on 256 x 256 crops only: tests/models/test_dlc_tokenpose_models.py
-NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith(TOP_DOWN + FIXED_CROP))
+CONDITIONAL = ("ctd_",)  # crops with conditions: tests/models/test_dlc_ctd_models.py
+NAMES = sorted(p.stem for p in (CONF / "model").glob("*.yaml")
+               if not p.stem.startswith(TOP_DOWN + FIXED_CROP + CONDITIONAL))
 SINGLE = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("animal",))
 MULTI = ProjectMeta(bodyparts=("snout", "head", "tail"), individuals=("a", "b"), unique_bodyparts=("feeder",),
                     skeleton=(("snout", "head"), ("head", "tail")), identity=True)
