@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,10 +22,26 @@ def fiftyone_database(tmp_path_factory) -> Path:
     previous = os.environ.get("FIFTYONE_DATABASE_DIR")
     os.environ["FIFTYONE_DATABASE_DIR"] = str(folder)
     yield folder
+    _stop_database_service()
     if previous is None:
         os.environ.pop("FIFTYONE_DATABASE_DIR", None)
     else:
         os.environ["FIFTYONE_DATABASE_DIR"] = previous
+
+
+def _stop_database_service() -> None:
+    """Stops the mongod this session started: pytest then deletes its folder, and a mongod whose files vanish
+    under it aborts ("exited with error -6" after the summary)."""
+    database = sys.modules.get("fiftyone.core.odm.database")
+    service = getattr(database, "_db_service", None)
+    if service is None:
+        return
+    database._disconnect()
+    child, ours = service.child, not service.attached
+    service.stop()  # closes the service's stdin: it stops mongod once no client is left
+    if ours and child is not None:
+        child.wait(timeout=120)
+    database._db_service = None
 
 
 @pytest.fixture(scope="session")
