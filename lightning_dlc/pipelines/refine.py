@@ -88,27 +88,31 @@ def flag_frames(table: pd.DataFrame, algorithm: str, bodyparts, *, frames2use=No
     return np.unique(found + first)
 
 
-def _downsampled(video: Path, frames: np.ndarray, width: int, color: bool) -> np.ndarray:
-    """The frames shrunk to ``width`` px wide (nearest neighbour, as DeepLabCut), gray unless ``color``."""
+def _downsampled(video: Path, frames: np.ndarray, width: int, color: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The frames that decode and those frames shrunk to ``width`` px wide (nearest neighbour, as DeepLabCut),
+    gray unless ``color``. An undecodable frame is left out (a blank image would be clustered and picked);
+    none decoding raises :class:`ProjectError` naming the video."""
     info = probe_video(video)
     ratio = width / info.width
     if ratio > 1:
         raise ValueError(f"cluster_resizewidth={width} is wider than the video ({info.width} px)")
-    wanted = {int(f): i for i, f in enumerate(frames)}
-    out = None
+    wanted = {int(f) for f in frames}
+    small = {}
     with open_video(video, reader="opencv", device="cpu", batch_size=32, start=int(frames.min()),
                     stop=int(frames.max()) + 1) as reader:
         for batch in reader:
             for rgb, index, ok in zip(batch.frames, batch.indices.tolist(), batch.valid.tolist()):
                 if index not in wanted or not ok:
                     continue
-                small = cv2.resize(rgb.permute(1, 2, 0).numpy(), None, fx=ratio, fy=ratio,
+                image = cv2.resize(rgb.permute(1, 2, 0).numpy(), None, fx=ratio, fy=ratio,
                                    interpolation=cv2.INTER_NEAREST).astype(np.float64)
-                small = np.concatenate([small[..., c] for c in range(3)], axis=1) if color else small.mean(-1)
-                if out is None:
-                    out = np.zeros((len(frames), *small.shape))
-                out[wanted[index]] = small
-    return out
+                small[index] = np.concatenate([image[..., c] for c in range(3)], axis=1) if color \
+                    else image.mean(-1)
+    if not small:
+        raise ProjectError(video, f"none of the {len(wanted)} frames to cluster (frames {min(wanted)}-"
+                                  f"{max(wanted)}) could be decoded")
+    decoded = np.array(sorted(small), dtype=np.int64)
+    return decoded, np.stack([small[f] for f in decoded])
 
 
 def extract_outliers(cfg: ProjectConfig, video: Path, prefix: Path, *, outlieralgorithm: str = "jump",
@@ -139,8 +143,8 @@ def extract_outliers(cfg: ProjectConfig, video: Path, prefix: Path, *, outlieral
     if extractionalgorithm == "uniform" or len(inside) <= numframes2pick:  # kmeans of fewer frames: all of them
         picked = outliers.uniform_pick(flagged, numframes2pick, first, last, rng)
     else:
-        picked = outliers.kmeans_pick(inside, _downsampled(video, inside, cluster_resizewidth, cluster_color),
-                                      numframes2pick, rng)
+        decoded, images = _downsampled(video, inside, cluster_resizewidth, cluster_color)
+        picked = outliers.kmeans_pick(decoded, images, numframes2pick, rng)
     result = OutlierFrames(Path(video), h5, flagged, picked)
     if not len(picked):
         log.info("%s: no frames were extracted", video)

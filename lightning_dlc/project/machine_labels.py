@@ -25,8 +25,9 @@ from lightning_dlc.project.config import ProjectConfig
 from lightning_dlc.project.dlc import as_config
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
-from lightning_dlc.project.labels import (H5_KEY, LEVELS, _object_strings, dlc_layout, image_key, key_index,
-                                          read_collected_data, write_collected_data)
+from lightning_dlc.project.labels import (H5_KEY, LEVELS, dlc_layout, image_key, key_index, read_collected_data,
+                                          write_collected_data)
+from lightning_dlc.project.predictions import write_predictions
 from lightning_dlc.project.records import SINGLE_ANIMAL, UNIQUE_INDIVIDUAL
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,8 @@ def write_machine_labels(folder: str | Path, iteration: int, table: pd.DataFrame
             old.index = key_index([image_key(i) for i in old.index])
         table = pd.concat([old, table])
         table = table[~table.index.duplicated(keep="first")]
-    table = table.copy()
-    table.index = _object_strings(table.index)  # DeepLabCut's older pandas reads object labels only
-    table.columns = _object_strings(table.columns)
-    with atomic_path(path, overwrite=True) as tmp:  # ours (machine output), rewritten with its old rows
-        table.to_hdf(tmp, key=H5_KEY, mode="w")
+    # ours (machine output), rewritten with its old rows; DeepLabCut's csv name has no iteration in it
+    write_predictions(table, path, overwrite=True)
     with atomic_path(path.parent / MACHINE_CSV, overwrite=True) as tmp:
         table.to_csv(tmp)
     return path
@@ -175,6 +173,7 @@ def merge_datasets(config, forceiterate: int | None = None) -> int:
                                      f"{[str(p) for p in unrefined]}; label or refine them, or remove them")
     _warn_partly_refined(cfg, _folders(cfg))
     previous = cfg.iteration
+    # forceiterate=0 counts as not given, as in DeepLabCut 3.0.2's merge_datasets (`if not forceiterate`)
     cfg.data["iteration"] = int(forceiterate) if forceiterate else previous + 1
     cfg.save(overwrite=True)
     log.info("%s: merged data sets; iteration %d -> %d (now create_training_dataset)", cfg.path, previous,

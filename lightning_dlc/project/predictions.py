@@ -121,7 +121,7 @@ def write_predictions(df: pd.DataFrame, h5_path: str | Path, csv: bool = False, 
     df = _plain_labels(df)
     with atomic_path(h5_path, overwrite=True) as tmp:
         with pd.HDFStore(tmp, mode="w") as store:
-            store.put(key, df, format=h5_format, track_times=False)  # same table, same bytes
+            store.put(key, df, format=h5_format, track_times=False)  # explicit: pandas 4 changes the default
             if h5_format == "table":
                 _stamp_table_version(store, key)
     if csv:

@@ -28,6 +28,7 @@ from lightning_dlc.project.dlc import as_config
 from lightning_dlc.project.io import atomic_path
 from lightning_dlc.project.machine_labels import machine_labels_table, write_machine_labels
 from lightning_dlc.project.predictions import read_predictions
+from lightning_dlc.tracking.analysis_tables import analysis_prefix, crop_offset
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -117,6 +118,8 @@ def extract_marked_frames(config, dataset: fo.Dataset | str, reasons: Iterable[s
             results.append(extract_frames(cfg, video, frames))
             written = {int(p.stem[3:]): p.name for p in results[-1].written}
             if written and analysis:
-                rows = machine_labels_table(read_predictions(analysis), written, Path(video).stem)
+                # the analysis is in the crop's coordinates (if cropped), the frames whole: as refine's outliers
+                rows = machine_labels_table(read_predictions(analysis), written, Path(video).stem,
+                                            crop_offset(analysis_prefix(analysis)))
                 write_machine_labels(results[-1].folder, cfg.iteration, rows)
     return results

@@ -13,24 +13,61 @@ import pandas as pd
 
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.labels import H5_KEY
+from lightning_dlc.project.shuffles import ArraysOnlyUnpickler
 from lightning_dlc.tracking.trackers import TRACK_METHODS, check_method
 
-__all__ = ["FILTERED", "SKELETON", "analysis_table", "crop_offset", "filtered_path", "plot_folder", "read_table", "skeleton_path"]
+__all__ = ["FILTERED", "SKELETON", "analysis_prefix", "analysis_table", "crop_offset", "filtered_path", "plot_folder",
+           "read_table", "skeleton_path"]
 
 FILTERED, SKELETON = "_filtered", "_skeleton"
 
 
+class _Inert:
+    """Stands in for a DeepLabCut class in its ``_meta.pickle`` (its pytorch-config pickles enums): never imported."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+class _MetaPickle(ArraysOnlyUnpickler):
+    """A ``_meta.pickle``: builtins and arrays, DeepLabCut's own classes as :class:`_Inert`."""
+
+    def find_class(self, module, name):
+        if module.split(".")[0] == "deeplabcut":
+            return _Inert
+        return super().find_class(module, name)
+
+
 def crop_offset(prefix: str | Path) -> tuple[float, float]:
     """x1, y1 of the crop a video was analyzed with (its ``_meta.pickle``; 0, 0 without one or without
-    cropping): analysis coordinates are the crop's, frames and labels the whole image's."""
-    from lightning_dlc.tracking.files import load_pickle
-
+    cropping): analysis coordinates are the crop's, frames and labels the whole image's. A meta pickle
+    that exists but cannot be read raises :class:`ProjectError` naming it (a guessed 0, 0 would misplace
+    every point of a cropped analysis)."""
+    path = Path(f"{prefix}_meta.pickle")
+    if not path.exists():
+        return 0.0, 0.0
     try:
-        data = load_pickle(Path(f"{prefix}_meta.pickle"), "video analysis meta pickle")["data"]
+        with open(path, "rb") as f:
+            data = _MetaPickle(f).load()["data"]
         x1, _, y1, _ = data["cropping_parameters"] if data.get("cropping") else (0, 0, 0, 0)
         return float(x1), float(y1)
-    except (ProjectError, KeyError, TypeError, ValueError):
-        return 0.0, 0.0
+    except Exception as e:
+        raise ProjectError(path, f"not a readable video analysis meta pickle, needed for the crop it was "
+                                 f"analyzed with: {e!r}") from e
+
+
+def analysis_prefix(table: str | Path) -> Path:
+    """``<prefix>`` of an analysis table ``<prefix>[_<el|bx|sk>][_filtered].h5`` (where its ``_meta.pickle`` is)."""
+    table = Path(table)
+    stem = table.stem.removesuffix(FILTERED)
+    for suffix in TRACK_METHODS.values():
+        if stem.endswith(f"_{suffix}"):
+            stem = stem[: -len(suffix) - 1]
+            break
+    return table.with_name(stem)
 
 
 def filtered_path(h5: str | Path) -> Path:

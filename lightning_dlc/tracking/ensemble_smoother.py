@@ -21,6 +21,10 @@ __all__ = ["EnsembleSmoothed", "ensemble_statistics", "kalman_smooth", "match_tr
 # step variances tried, as multiples of the typical squared frame-to-frame step of the ensemble mean
 SMOOTHING_GRID = np.logspace(-4, 1, 21)
 BLOCK = 64  # x and y columns smoothed at once
+# a point only one member sees has no spread to measure: its noise is this times the column's typical noise
+# where members agree (a lone member is as likely a glitch the others rejected as a true sighting)
+LONE_NOISE_FACTOR = 100.0
+MATCH_CHUNK = 1 << 20  # pairwise distances held at once by match_tracks
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,8 @@ def ensemble_statistics(members: np.ndarray, min_likelihood: float = 0.0, min_va
     The centre is the members' ``median`` (EKS' default: one member's glitch does not move it) or ``mean``;
     a member's point under ``min_likelihood`` (or NaN) is left out of that frame's centre and variance;
     the likelihood is every member's mean (missing counts as 0). ``min_variance`` (px²) keeps members
-    that agree exactly from being trusted infinitely.
+    that agree exactly from being trusted infinitely. Where only one member sees a point its noise is
+    :data:`LONE_NOISE_FACTOR` times that column's median noise over frames where two or more see it.
     """
     if average not in ("median", "mean"):
         raise ValueError(f"average must be 'median' or 'mean', got {average!r}")
@@ -61,7 +66,23 @@ def ensemble_statistics(members: np.ndarray, min_likelihood: float = 0.0, min_va
         centre = _nanmedian_first_axis(xy, np.broadcast_to(n_seen, xy.shape[1:])) if average == "median" else mean
     centre[n_seen[..., 0] == 0] = np.nan
     noise = np.maximum(spread, min_variance) / np.clip(confidence, 0.05, 1.0)[..., None]
-    return centre, noise, likelihood.mean(0)
+    return centre, _lone_noise(noise, n_seen[..., 0], min_variance), likelihood.mean(0)
+
+
+def _lone_noise(noise: np.ndarray, n_seen: np.ndarray, min_variance: float) -> np.ndarray:
+    """``noise`` ``[T, P, 2]`` with frames one member sees (``n_seen`` ``[T, P]`` == 1) set to
+    :data:`LONE_NOISE_FACTOR` x the column's median over frames >= 2 see (else all columns', else
+    ``min_variance``): their spread of 0 would trust one member more than several that agree."""
+    lone = n_seen == 1
+    if not lone.any():
+        return noise
+    agreed = np.where((n_seen >= 2)[..., None], noise, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column never agreed on: the fallbacks below
+        typical = np.nanmedian(agreed, 0)                                               # [P, 2]
+        overall = np.nanmedian(agreed) if np.isfinite(agreed).any() else min_variance
+    typical = np.where(np.isfinite(typical), typical, overall)
+    return np.where(lone[..., None], LONE_NOISE_FACTOR * typical, noise)
 
 
 def _nanmedian_first_axis(values: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -159,11 +180,17 @@ def match_tracks(reference: np.ndarray, other: np.ndarray) -> np.ndarray:
     """``order`` such that ``other[:, order]`` lines up with ``reference`` (``[T, N, K, >=2]`` each): the
     assignment of animals with the least mean keypoint distance over the frames both see (a pair never
     seen together costs a large constant). Members' tracks need not be in the same order."""
-    ref, oth = np.asarray(reference, np.float64)[..., :2], np.asarray(other, np.float64)[..., :2]
-    distance = np.linalg.norm(ref[:, :, None] - oth[:, None, :], axis=-1)            # [T, N, N, K]
-    with warnings.catch_warnings():  # a pair never seen together: an empty mean, priced below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        cost = np.nanmean(distance.transpose(1, 2, 0, 3).reshape(ref.shape[1], oth.shape[1], -1), -1)
+    ref, oth = np.asarray(reference)[..., :2], np.asarray(other)[..., :2]
+    total, count = np.zeros((ref.shape[1], oth.shape[1])), np.zeros((ref.shape[1], oth.shape[1]))
+    chunk = max(1, MATCH_CHUNK // max(1, ref.shape[1] * oth.shape[1] * ref.shape[2]))
+    for first in range(0, len(ref), chunk):  # frames a chunk at a time: [T, N, N, K] at once is GBs on long videos
+        a = ref[first:first + chunk, :, None].astype(np.float64)
+        distance = np.linalg.norm(a - oth[first:first + chunk, None].astype(np.float64), axis=-1)  # [t, N, N, K]
+        seen = np.isfinite(distance)
+        total += np.where(seen, distance, 0.0).sum((0, 3))
+        count += seen.sum((0, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a pair never seen together: priced below
+        cost = total / count
     cost = np.where(np.isfinite(cost), cost, 1e9)
     rows, cols = linear_sum_assignment(cost)
     return cols[np.argsort(rows)]

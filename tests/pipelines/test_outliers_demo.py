@@ -1,14 +1,18 @@
 """Outlier frames on the demo project: its ground truth, with errors injected at known frames, plays the analysis."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lightning_dlc.data.demo import make_demo_project
+from lightning_dlc.data.video_reader import FrameBatch
+from lightning_dlc.pipelines import refine
 from lightning_dlc.pipelines.refine import extract_outliers
 from lightning_dlc.project import ProjectConfig
 from lightning_dlc.project.errors import ProjectError
@@ -106,3 +110,22 @@ def test_unanalyzed_or_untracked_videos_are_named(project, tmp_path):
         extract(project, outlieralgorithm="list")
     with pytest.raises(ValueError, match="manual"):
         extract(project, outlieralgorithm="manual")
+
+
+def test_frames_that_do_not_decode_are_left_out_of_the_clustering(source, monkeypatch):
+    video = source.parent / "videos" / "fishtank.mp4"
+    real_open = refine.open_video
+    broken = {5, 20}
+
+    @contextlib.contextmanager
+    def open_video(*args, **kwargs):  # the reader's contract: an undecodable frame comes as zeros, valid=False
+        with real_open(*args, **kwargs) as reader:
+            yield (FrameBatch(b.frames * ~bad[:, None, None, None], b.indices, b.valid & ~bad)
+                   for b in reader for bad in [torch.tensor([i in broken for i in b.indices.tolist()])])
+
+    monkeypatch.setattr(refine, "open_video", open_video)
+    frames, images = refine._downsampled(video, np.array([0, 5, 10, 20, 30]), 30, color=False)
+    np.testing.assert_array_equal(frames, [0, 10, 30])              # no blank rows to cluster and pick
+    assert images.shape[:1] == (3,) and images.shape[2] == 30 and (images.reshape(3, -1).max(1) > 0).all()
+    with pytest.raises(ProjectError, match="fishtank.mp4: none of the 2 frames"):
+        refine._downsampled(video, np.array([5, 20]), 30, color=False)

@@ -14,8 +14,8 @@ from lightning_dlc.project import ProjectConfig
 from lightning_dlc.project.dlc import read_project_labels
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.labels import read_collected_data
-from lightning_dlc.project.machine_labels import (machine_labels_path, machine_labels_table, merge_datasets,
-                                                  write_machine_labels)
+from lightning_dlc.project.machine_labels import (MACHINE_CSV, machine_labels_path, machine_labels_table,
+                                                  merge_datasets, write_machine_labels)
 
 SCORER = "DLC_Resnet50_fishtankJan1shuffle1_snapshot_010"
 
@@ -114,3 +114,16 @@ def test_machine_labels_keep_rows_already_there(project):
     stored = pd.read_hdf(machine_labels_path(folder, 0), "df_with_missing")
     assert [k[2] for k in stored.index] == ["img03.png", "img07.png", "img09.png"]
     pd.testing.assert_series_equal(stored.iloc[1], first.iloc[1])  # DeepLabCut keeps the first of duplicates
+
+
+def test_machine_labels_are_written_as_deeplabcut_writes_them(project, tmp_path):
+    """The prediction tables' writer: fixed-format h5 under df_with_missing (DeepLabCut's to_hdf), and the csv."""
+    table = machine_labels_table(predictions(project), {3: "img03.png", 7: "img07.png"}, "second")
+    path = write_machine_labels(tmp_path / "second", 0, table)
+    with pd.HDFStore(path, "r") as store:
+        assert store.keys() == ["/df_with_missing"] and store.get_storer("df_with_missing").format_type == "fixed"
+        pd.testing.assert_frame_equal(store["df_with_missing"], table, check_index_type=False,
+                                      check_column_type=False)
+    csv = pd.read_csv(tmp_path / "second" / MACHINE_CSV, header=list(range(table.columns.nlevels)),
+                      index_col=[0, 1, 2])
+    np.testing.assert_allclose(csv.to_numpy(), table.to_numpy())

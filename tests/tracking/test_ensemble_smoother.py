@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.optimize import linear_sum_assignment
 
 from lightning_dlc.data.demo import make_demo_project
+from lightning_dlc.tracking import ensemble_smoother
 from lightning_dlc.tracking.ensemble_smoother import kalman_smooth, match_tracks, smooth_ensemble
 
 N_FRAMES, NOISE = 200, 3.0
@@ -86,3 +88,28 @@ def test_match_tracks_recovers_the_order_of_another_members_animals(tmp_path):
     order = match_tracks(tracks, shuffled)
     np.testing.assert_array_equal(order, [1, 2, 0])
     np.testing.assert_allclose(shuffled[:, order], tracks, atol=6)
+
+
+def test_a_lone_members_glitch_is_not_trusted_over_frames_where_members_agree(truth):
+    members = _members(truth, 3, seed=4)
+    members[1:, 100, 1, :2] = np.nan                               # the others drop the point there...
+    members[0, 100, 1, :2] += 60.0                                 # ...where the one left glitches
+    result = smooth_ensemble(members)
+    assert np.linalg.norm(result.points[100, 1, :2] - truth[100, 1]) < 4 * NOISE
+    assert (result.ensemble_variance[100, 1] > 10 * np.median(result.ensemble_variance[:, 1], 0)).all()
+
+
+def test_match_tracks_in_frame_chunks_prices_pairs_as_the_mean_over_every_frame(monkeypatch):
+    rng = np.random.default_rng(5)
+    reference = rng.normal(0, 30, (50, 4, 6, 3))
+    other = reference[:, [3, 1, 0, 2]] + rng.normal(0, 40, reference.shape)   # close calls between animals
+    other[rng.random(other.shape[:3]) < 0.3] = np.nan
+    other[:, 2, 1] = np.nan                                           # a keypoint never seen in one track
+    distance = np.linalg.norm(reference[:, :, None, :, :2] - other[:, None, :, :, :2], axis=-1)
+    with np.errstate(invalid="ignore"):
+        cost = np.nanmean(np.moveaxis(distance, 0, 2).reshape(4, 4, -1), -1)
+    rows, cols = linear_sum_assignment(cost)
+    monkeypatch.setattr(ensemble_smoother, "MATCH_CHUNK", 1)        # one frame at a time
+    np.testing.assert_array_equal(match_tracks(reference, other), cols[np.argsort(rows)])
+    monkeypatch.setattr(ensemble_smoother, "MATCH_CHUNK", 7 * 16 * 6)  # chunks of 7 frames, the last one short
+    np.testing.assert_array_equal(match_tracks(reference, other), cols[np.argsort(rows)])
