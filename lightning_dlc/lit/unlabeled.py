@@ -18,6 +18,7 @@ from torch import nn
 
 from lightning_dlc.data.crops import boxes_with_margin, from_crop
 from lightning_dlc.data.dataset import resize_points
+from lightning_dlc.models.ctd_crops import is_conditional
 from lightning_dlc.models.losses.soft_keypoints import soft_keypoints
 from lightning_dlc.models.losses.unsupervised import PcaSingleViewLoss, UnsupervisedLoss
 from lightning_dlc.models.pose_model import PoseModel
@@ -44,6 +45,9 @@ def build_unsupervised_losses(node: Mapping | None) -> nn.ModuleDict | None:
 
 def check_losses(model: PoseModel, losses: Mapping[str, UnsupervisedLoss]) -> None:
     """Fail before training where a loss cannot apply to this model, saying why."""
+    if is_conditional(model):
+        raise ValueError(f"losses {sorted(losses)}: a conditional top-down (CTD) model needs each animal's "
+                         "condition pose, which unlabeled video does not have; train it on labeled frames only")
     bottom_up_multi = model.top_down is None and model.meta.multianimal and model.meta.max_individuals > 1
     refused = [name for name in losses if name in ONE_ANIMAL_ONLY] if bottom_up_multi else []
     if refused:

@@ -157,6 +157,14 @@ def test_multi_animal_bottom_up_takes_unimodal_only():
     assert torch.isfinite(logged["train.loss_unimodal"])
 
 
+def test_a_conditional_top_down_model_takes_none():
+    model = tiny_model(MULTI, top_down=TopDown(crop_size=(32, 32)))
+    model.backbone.conditional = True  # what a CTD backbone (cond_prenet, hrnet_coam) says of itself
+    for name, loss in all_losses().items():
+        with pytest.raises(ValueError, match="condition pose"):
+            check_losses(model, {name: loss})
+
+
 def test_top_down_pose_stage_takes_all_three():
     model = tiny_model(MULTI, top_down=TopDown(crop_size=(32, 32)))
     check_losses(model, all_losses())
