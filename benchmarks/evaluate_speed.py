@@ -1,6 +1,7 @@
 """Evaluation speed, ours and (optionally) DeepLabCut's, in one run, on the same model and images.
 
-    python benchmarks/evaluate_speed.py [--model resnet_50] [--configs auto 32] [--threads N] [--peer]
+    python benchmarks/evaluate_speed.py [--model resnet_50] [--configs auto 32] [--backends torch onnxruntime]
+                                        [--threads N] [--peer]
 
 The shared openfield project (116 labeled images, 640x480) with a ``--model`` (default ``resnet_50``,
 DeepLabCut's net_type) from scratch: untrained weights evaluate at the same speed. Without ``--peer`` the
@@ -18,6 +19,11 @@ summary with the ratio of our fastest configuration's images/s to DeepLabCut's a
 DeepLabCut's. The first configuration's line also carries what the CPU's arithmetic allows: the network's
 GFLOP per image, the GFLOP/s of a large fp32 matrix product, and their ratio (``images_per_s_bound``, an
 upper bound for any engine in fp32; the summary divides it by DeepLabCut's images/s).
+
+``--backends torch onnxruntime``: the ``--configs`` run with torch, then one more run in float32 with
+``backend=onnxruntime`` (the snapshot's ONNX export, written before the clock starts: ``export_seconds``);
+each line says its ``backend``, the summary the fastest images/s of each. ``--threads`` is torch's;
+onnxruntime keeps its own default (one thread per physical core).
 """
 from __future__ import annotations
 
@@ -87,15 +93,24 @@ def one(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    export = {}
+    if args.backend == "onnxruntime":  # the export is a one-off step, not evaluation: made before the clock starts
+        from lightning_dlc.inference.onnx_runner import export_snapshot_onnx
+        from lightning_dlc.models.snapshot_files import find_snapshots
+
+        path = Path(args.snapshot)
+        start = time.perf_counter()
+        export_snapshot_onnx(find_snapshots(path, -1)[0] if path.is_dir() else path, overwrite=True)
+        export = {"export_seconds": round(time.perf_counter() - start, 2)}
     start = time.perf_counter()
     rows = evaluate_snapshots(args.snapshot, -1, out_dir=args.out, overwrite=True, device=args.device,
-                              precision=args.one, verbose=False)
+                              precision=args.one, verbose=False, backend=args.backend)
     seconds = time.perf_counter() - start
     images = int(rows["n_images"].sum())
     rmse = {f"{r.split}_rmse": round(float(r.rmse), 2) for r in rows.itertuples()}
-    bound = compute_bound(args.snapshot) if args.one == args.configs_first else {}
-    return {"tool": "lightning_dlc", "model": args.model, "precision": args.one,
-            "chosen": resolve_precision(args.one, args.device, log_choice=False), "device": args.device,
+    bound = compute_bound(args.snapshot) if args.bound else {}
+    return {"tool": "lightning_dlc", "model": args.model, "backend": args.backend, "precision": args.one,
+            "chosen": resolve_precision(args.one, args.device, log_choice=False), "device": args.device, **export,
             "images": images, "seconds": round(seconds, 2), "images_per_s": round(images / seconds, 3), **rmse,
             "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), **bound}
 
@@ -125,10 +140,9 @@ def compute_bound(snapshot: str) -> dict:
             "images_per_s_bound": round(matmul_gflops / gflop, 3)}
 
 
-def ours(config: str, args, snapshot: str, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--one", config, "--snapshot", snapshot, "--out", str(out),
-           "--model", args.model, "--device", args.device, "--threads", str(args.threads or 0),
-           "--configs-first", args.configs[0]]
+def ours(config: str, backend: str, args, snapshot: str, out: Path, bound: bool) -> dict:
+    cmd = [sys.executable, __file__, "--one", config, "--backend", backend, "--snapshot", snapshot, "--out", str(out),
+           "--model", args.model, "--device", args.device, "--threads", str(args.threads or 0), *(["--bound"] * bound)]
     run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     lines = [line for line in run.stdout.splitlines() if line.startswith("{")]
     if run.returncode != 0 or not lines:
@@ -141,12 +155,15 @@ def main() -> None:
     parser.add_argument("--model", default="resnet_50")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--configs", nargs="+", default=["auto", "32"], help="precisions: auto, 32, bf16, 16")
+    parser.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "onnxruntime"],
+                        help="ours through torch (each of --configs) and/or onnxruntime (float32, once)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads of ours (0: torch's default)")
     parser.add_argument("--peer", action="store_true", help="also time DeepLabCut's evaluate_network on the same model")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--configs-first", help=argparse.SUPPRESS)  # the configuration that also measures the bound
+    parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
+    parser.add_argument("--bound", action="store_true", help=argparse.SUPPRESS)  # the run that also measures the bound
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one(args)), flush=True)
@@ -162,9 +179,11 @@ def main() -> None:
             from analyze_speed import make_snapshot
 
             snapshot = str(make_snapshot(args.model, work))
+        runs = [(config, "torch") for config in args.configs if "torch" in args.backends]
+        runs += [("32", "onnxruntime")] if "onnxruntime" in args.backends else []  # its graph is float32
         results = []
-        for config in args.configs:
-            results.append(ours(config, args, snapshot, work / f"ours-{config}"))
+        for i, (config, backend) in enumerate(runs):
+            results.append(ours(config, backend, args, snapshot, work / f"ours-{backend}-{config}", bound=i == 0))
             print(json.dumps(results[-1]), flush=True)
         if args.peer:
             (theirs,) = run_in_peer(PEER_CODE, str(PROJECT), str(work), args.model, "time")
@@ -173,10 +192,14 @@ def main() -> None:
             print(json.dumps({"summary": "evaluate images/s, ours / DeepLabCut",
                               "ratio": round(best["images_per_s"] / theirs["images_per_s"], 3),
                               "ours": best["images_per_s"], "ours_precision": best["chosen"],
+                              "ours_backend": best["backend"],
+                              "by_backend": {b: max(r["images_per_s"] for r in results if r["backend"] == b)
+                                             for b in dict.fromkeys(r["backend"] for r in results)},
                               "deeplabcut": theirs["images_per_s"],
                               "fp32_bound_over_deeplabcut": round(results[0]["images_per_s_bound"]
                                                                   / theirs["images_per_s"], 3),
-                              "rmse": {r["precision"]: [r.get("train_rmse"), r.get("test_rmse")] for r in results},
+                              "rmse": {f'{r["backend"]}-{r["precision"]}': [r.get("train_rmse"), r.get("test_rmse")]
+                                       for r in results},
                               "deeplabcut_rmse": [theirs["train_rmse"], theirs["test_rmse"]]}), flush=True)
 
 

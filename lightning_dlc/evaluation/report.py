@@ -260,7 +260,7 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
                        num_workers: int | None = None, combined_csv: str | Path | None = None,
                        dlc_image_names: bool = False, verbose: bool = True,
                        detector: str | int = "best", precision: str = "auto",
-                       channels_last: bool = True, conditions=None) -> pd.DataFrame:
+                       channels_last: bool = True, conditions=None, backend: str = "torch") -> pd.DataFrame:
     """Evaluate snapshots on the train and test images of the split they trained on.
 
     Args:
@@ -285,6 +285,9 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
         channels_last: the model and images in channels-last memory format (faster convolutions).
         conditions: conditional top-down (CTD) models: the bottom-up snapshot (or run folder, or its evaluation
             predictions ``.h5``) whose poses they refine; default the ``conditions`` they were trained with.
+        backend: ``torch``, or ``onnxruntime``: the network runs from the snapshot's ONNX export, written first
+            if missing (:func:`~lightning_dlc.inference.onnx_runner.load_onnx`, as analysis does); float32 only
+            (``precision`` auto or 32), the same files and numbers; not for CTD models.
 
     Returns the rows written to ``results.csv`` by this call (one per snapshot and split).
     """
@@ -299,6 +302,12 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     out_dir = Path(out_dir)
     combined_csv = Path(combined_csv) if combined_csv is not None else out_dir / COMBINED_CSV
     device = resolve_device(device)
+    if backend == "onnxruntime":
+        from lightning_dlc.inference.onnx_runner import float32_only
+
+        precision, channels_last = float32_only(precision), False  # the graph's own layout
+    elif backend != "torch":
+        raise ValueError(f"backend must be torch or onnxruntime, got {backend!r}")
     precision = resolve_precision(precision, device)
     if device.type == "cpu":
         tune_malloc()  # with predict_dataset's micro-batches: activations reused, not faulted in
@@ -332,7 +341,7 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     all_rows = []
     for target, data in targets:
         rows = _evaluate_one(target, data, out_dir, combined_csv, device, plotting, dlc_image_names, precision,
-                             channels_last, conditions)
+                             channels_last, conditions, backend, project)
         _merge_results(out_dir / RESULTS_CSV, rows, [target.name])
         all_rows.append(rows)
     results = pd.concat(all_rows, ignore_index=True)
@@ -343,26 +352,46 @@ def evaluate_snapshots(snapshots: str | Path | Sequence[str | Path], which: str 
     return results
 
 
-def run_detector(pose_snapshot: Path, device, which: str | int = "best"):
-    """A top-down run's detector (``which``: best, last or DeepLabCut's ``detector_snapshotindex``; its boxes
-    are what inference uses), or None: labeled boxes."""
+def _detector_path(pose_snapshot: Path, which: str | int = "best") -> Path | None:
     path = detector_beside(pose_snapshot, which)
     if path is None:
         log.warning("%s: no snapshot-detector-*.ckpt beside this top-down model: evaluating on crops of the "
                     "labeled animals (ground-truth boxes)", pose_snapshot)
-        return None
-    log.info("%s: animals found by %s", pose_snapshot.name, path.name)
-    return load_detector(path, device)
+    else:
+        log.info("%s: animals found by %s", pose_snapshot.name, path.name)
+    return path
 
 
-def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: Path, device, plotting: bool,
-                  dlc_image_names: bool, precision: str = "32", channels_last: bool = True,
-                  conditions=None) -> pd.DataFrame:
+def run_detector(pose_snapshot: Path, device, which: str | int = "best"):
+    """A top-down run's detector (``which``: best, last or DeepLabCut's ``detector_snapshotindex``; its boxes
+    are what inference uses), or None: labeled boxes."""
+    path = _detector_path(pose_snapshot, which)
+    return load_detector(path, device) if path is not None else None
+
+
+def _networks(target: _Target, device, channels_last: bool, backend: str, project):
+    """``(model, net, detector)``: the snapshot's model (with ``onnxruntime`` it only decodes what ``net``, its
+    ONNX export, computes; ``net`` None: the model runs) and a top-down model's detector (None: labeled boxes)."""
+    model_cfg = target.header["run_config"].get("model") or {}
+    wants_detector = model_cfg.get("top_down") is not None and not model_cfg.get("conditional")  # CTD: conditions
+    if backend == "onnxruntime":
+        from lightning_dlc.inference.onnx_runner import load_onnx
+
+        detector = _detector_path(target.path, target.detector) if wants_detector else None
+        loaded = load_onnx(target.path, device, project=project, detector=detector)
+        return loaded.model, loaded.network, loaded.detector
     model = load_model(target.path, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     detector = (run_detector(target.path, device, target.detector)
                 if model.top_down is not None and not is_conditional(model) else None)  # CTD: crops at conditions
+    return model, None, detector
+
+
+def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: Path, device, plotting: bool,
+                  dlc_image_names: bool, precision: str = "32", channels_last: bool = True,
+                  conditions=None, backend: str = "torch", project=None) -> pd.DataFrame:
+    model, net, detector = _networks(target, device, channels_last, backend, project)
     oks_sigma = target.header["run_config"].get("oks_sigma", 0.1)
     meta = data.meta
     rows, scores, tables, predicted_tables = [], {}, {}, []
@@ -382,7 +411,7 @@ def _evaluate_one(target: _Target, data: RunData, out_dir: Path, combined_csv: P
                                     channels_last=channels_last, detector=detector, micro_batch="auto",
                                     autocast_dtype=autocast_dtype(precision),
                                     box_threshold=0.0,  # as DeepLabCut's evaluate_network: no min_bbox_score
-                                    conditions=conditioned)
+                                    conditions=conditioned, net=net)
         truth, unique_truth = ground_truth(records, meta)
         kwargs = {}
         if meta.unique_bodyparts:

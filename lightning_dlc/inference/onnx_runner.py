@@ -12,12 +12,14 @@
 when the device is a GPU and onnxruntime-gpu has it, else the CPU's) replaces the torch network inside a
 :class:`~lightning_dlc.inference.predictor.Predictor`, whose model (rebuilt from the sidecar, weights unused)
 decodes the outputs exactly as it decodes the torch network's: the same code path, the same files, the same
-scorer.
+scorer. :func:`load_onnx` gives those parts (network, decoding model, detector) to callers that are no
+:class:`Predictor` (evaluation's :func:`~lightning_dlc.inference.predict.predict_dataset`).
 """
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,15 +32,16 @@ from lightning_dlc.inference.predictor import Predictor
 from lightning_dlc.inference.scorer import ModelInfo, describe_snapshot, detector_snapshot, snapshot_from_args
 from lightning_dlc.models.onnx_export import (DETECTOR_OUTPUTS, INPUT, decoding_info, export_detector_network,
                                               export_pose_network, require)
-from lightning_dlc.models.pose_model import model_from_config
+from lightning_dlc.models.ctd_crops import is_conditional
+from lightning_dlc.models.pose_model import PoseModel, model_from_config
 from lightning_dlc.models.snapshot_files import load_snapshot, net_type
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "OnnxDetector", "OnnxNetwork", "export_snapshot_onnx", "onnx_files", "onnx_predictor",
-           "onnx_providers"]
+__all__ = ["FORMAT", "OnnxDetector", "OnnxModel", "OnnxNetwork", "export_snapshot_onnx", "float32_only", "load_onnx",
+           "onnx_files", "onnx_predictor", "onnx_providers"]
 
 FORMAT = "lightning_dlc.onnx/1"
 PRECISIONS_32 = ("32", "32-true", "fp32", "auto")
@@ -122,6 +125,9 @@ def export_snapshot_onnx(snapshot: str | Path, out: str | Path | None = None, *,
     path = snapshot_from_args(path, "best") if path.is_dir() else snapshot_from_args(None, str(path))
     contents = load_snapshot(path)
     model = load_model(contents, "cpu")
+    if is_conditional(model):
+        raise ProjectError(path, "is a conditional top-down (CTD) model: its network takes a bottom-up model's poses "
+                                 "beside the images, which the ONNX export does not hold; use backend=torch")
     detector_path = detector_snapshot(path, detector) if model.top_down is not None else None
     info = describe_snapshot(path, contents, project, detector_path)
     onnx_path, json_path = onnx_files(path, out)
@@ -173,22 +179,39 @@ def _current(snapshot: Path, json_path: Path, detector) -> bool:
     return have == (file_id(wanted) if wanted is not None else None)
 
 
-def onnx_predictor(model, device=None, precision="32", *, project=None, detector="auto", box_threshold: float = 0.5,
-                   micro_batch: int | None = None) -> Predictor:
-    """A :class:`Predictor` whose network runs in onnxruntime.
+def float32_only(precision) -> str:
+    """``32``: what an ONNX graph computes in; ``precision`` other than 32 (or auto) is refused."""
+    if str(precision).lower() not in PRECISIONS_32:
+        raise ValueError(f"backend=onnxruntime runs the float32 graph; precision={precision!r} is for backend=torch")
+    return "32"
+
+
+@dataclass
+class OnnxModel:
+    """A snapshot's ONNX export, loaded: ``network`` runs it, ``model`` (rebuilt from the sidecar's config, its
+    weights unused) decodes the outputs, ``detector`` finds a top-down model's animals (None: boxes given)."""
+
+    model: PoseModel
+    network: OnnxNetwork
+    detector: OnnxDetector | None
+    info: ModelInfo
+    device: torch.device
+
+
+def load_onnx(model, device=None, precision="32", *, project=None, detector="auto") -> OnnxModel:
+    """The networks of ``model`` in onnxruntime, and the decoders of their outputs (what every backend=onnxruntime
+    caller uses: :func:`onnx_predictor`, evaluation).
 
     ``model``: an exported ``.onnx`` (its ``.json`` sidecar beside it) or a snapshot file / run folder, whose
     export in ``<snapshot folder>/onnx/`` is used (written first when missing or made from another file).
-    ``detector`` (top-down): ``auto`` = the export's detector graph, a detector ``.onnx``, or None (boxes given).
-    ONNX graphs are float32: ``precision`` other than 32 is refused. A :class:`Predictor` is returned as it is.
+    ``detector`` (top-down): ``auto`` = the export's detector graph, a detector snapshot file (exported with the
+    pose network when the export was made from another), a detector ``.onnx``, or None (boxes given).
+    ONNX graphs are float32: ``precision`` other than 32 is refused.
     """
-    if isinstance(model, Predictor):  # made already, with its own backend
-        return model
     if not isinstance(model, (str, Path)):
         raise TypeError(f"backend=onnxruntime needs a snapshot file, run folder or exported .onnx, not "
                         f"{type(model).__name__}")
-    if str(precision).lower() not in PRECISIONS_32:
-        raise ValueError(f"backend=onnxruntime runs the float32 graph; precision={precision!r} is for backend=torch")
+    float32_only(precision)
     path = Path(model)
     if path.suffix not in (".onnx", ".json"):
         path = snapshot_from_args(path, "best") if path.is_dir() else snapshot_from_args(None, str(path))
@@ -219,10 +242,21 @@ def onnx_predictor(model, device=None, precision="32", *, project=None, detector
     info = ModelInfo(scorer=record["scorer"], snapshot=onnx_path, run_config=run_config,
                      iteration=record.get("iteration"), train_fraction=record.get("train_fraction"),
                      detector_snapshot=detector_graph)
-    data = run_config.get("data") or {}
     network = OnnxNetwork(onnx_path, device)
     log.info("onnxruntime backend: %s on %s", onnx_path.name, ", ".join(network.providers))
-    return Predictor(decoder, device, "32", channels_last=False, compile=False,
-                     pad_multiple=data.get("pad_multiple") or 32, resize=data.get("resize"), info=info,
-                     micro_batch=micro_batch, box_threshold=box_threshold, network=network,
-                     detector=OnnxDetector(detector_graph, device) if detector_graph is not None else None)
+    return OnnxModel(decoder.to(device).eval(), network,
+                     OnnxDetector(detector_graph, device) if detector_graph is not None else None, info, device)
+
+
+def onnx_predictor(model, device=None, precision="32", *, project=None, detector="auto", box_threshold: float = 0.5,
+                   micro_batch: int | None = None) -> Predictor:
+    """A :class:`Predictor` whose network runs in onnxruntime (``model``, ``detector``, ``precision``: as
+    :func:`load_onnx`). A :class:`Predictor` is returned as it is."""
+    if isinstance(model, Predictor):  # made already, with its own backend
+        return model
+    loaded = load_onnx(model, device, precision, project=project, detector=detector)
+    data = loaded.info.run_config.get("data") or {}
+    return Predictor(loaded.model, loaded.device, "32", channels_last=False, compile=False,
+                     pad_multiple=data.get("pad_multiple") or 32, resize=data.get("resize"), info=loaded.info,
+                     micro_batch=micro_batch, box_threshold=box_threshold, network=loaded.network,
+                     detector=loaded.detector)

@@ -185,7 +185,7 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                     device: str | torch.device | None = None, num_workers: int = 0, pad_multiple: int = 32,
                     channels_last: bool = False, detector: Detector | None = None,
                     box_threshold: float = 0.5, autocast_dtype: torch.dtype | None = None,
-                    micro_batch: int | str | None = None, conditions=None) -> dict[str, np.ndarray]:
+                    micro_batch: int | str | None = None, conditions=None, net=None) -> dict[str, np.ndarray]:
     """Predict every item of a :class:`~lightning_dlc.data.dataset.PoseDataset` (or any dataset of its items).
 
     ``device``: where to run (None: where the model is; ``auto``: CUDA if available). Returns numpy
@@ -198,7 +198,8 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
     ``auto``: on the CPU :func:`~lightning_dlc.inference.malloc.cpu_micro_batch` (call
     :func:`~lightning_dlc.inference.malloc.tune_malloc` first), elsewhere the whole batch. ``conditions``
     (CTD models): ``batch -> [B, N, K, 3]`` proposed poses in the batch's pixels
-    (:func:`lightning_dlc.inference.ctd.dataset_conditions`).
+    (:func:`lightning_dlc.inference.ctd.dataset_conditions`). ``net``: as :func:`predict_batch` (an
+    :class:`~lightning_dlc.inference.onnx_runner.OnnxNetwork` runs the network, ``model`` decodes).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -226,7 +227,8 @@ def predict_dataset(model: PoseModel, dataset: Dataset, batch_size: int = 8,
                 micro = cpu_micro_batch(*images.shape[-2:], autocast_dtype is not None) \
                     if next(model.parameters()).device.type == "cpu" else None
             predicted = predict_batch(model, images, batch["scale"], channels_last, autocast_dtype, boxes=boxes,
-                                      micro_batch=micro, conditions=conditions(batch) if conditions else None)
+                                      micro_batch=micro, conditions=conditions(batch) if conditions else None,
+                                      net=net)
             index = batch["index"].numpy()
             for key, value in predicted.items():
                 value = value.cpu().numpy()

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from lightning_dlc import api
 from lightning_dlc.config_compose import CONF_DIR
 from lightning_dlc.data.demo import make_demo_project
+from lightning_dlc.evaluation.report import METRICS, evaluate_snapshots
 from lightning_dlc.inference.analyze import analyze_images, analyze_video
 from lightning_dlc.inference.predict import load_model
 from lightning_dlc.inference.onnx_runner import export_snapshot_onnx, onnx_predictor, onnx_providers
@@ -32,12 +33,13 @@ pytestmark = pytest.mark.slow  # exports networks and runs both engines
 ATOL = 1e-4
 
 
-def _snapshot(root: Path, model: str, multianimal: bool, detector: str | None = None) -> Path:
-    """An untrained (seeded) snapshot of ``model`` for a small demo project, with a detector snapshot beside it."""
+def _snapshot(root: Path, model: str, multianimal: bool, detector: str | None = None, extra=()) -> Path:
+    """An untrained (seeded) snapshot of ``model`` for a small demo project, with a detector snapshot beside it
+    (``extra``: more compose overrides)."""
     config = make_demo_project(root / "tank", multianimal=multianimal, n_frames=12, n_labeled=10, size=96)
     api.create_training_dataset(config)
     overrides = [f"data.project={config.parent}", f"data.demo.multianimal={str(multianimal).lower()}",
-                 f"model={model}", "model.backbone.pretrained=false", f"output_dir={root / 'run'}"]
+                 f"model={model}", "model.backbone.pretrained=false", f"output_dir={root / 'run'}", *extra]
     if detector:
         overrides += [f"detector={detector}", "detector.model.pretrained=false"]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -86,7 +88,8 @@ def _assert_same(ours: dict, theirs: dict, atol: float = ATOL) -> None:
 def test_onnxruntime_predictions_equal_torch(tmp_path, model, multianimal):
     snapshot = _snapshot(tmp_path, model, multianimal)
     sidecar = export_snapshot_onnx(snapshot)
-    torch_predictor = Predictor.from_snapshot(snapshot, device="cpu", channels_last=False)
+    # fp32 on both sides: auto is bf16 on CPUs that compute it natively
+    torch_predictor = Predictor.from_snapshot(snapshot, device="cpu", precision="32", channels_last=False)
     ort_predictor = onnx_predictor(sidecar.with_suffix(".onnx"), device="cpu")
     assert ort_predictor.scorer == torch_predictor.scorer
     assert ort_predictor._net.providers == ["CPUExecutionProvider"]
@@ -120,7 +123,8 @@ def test_top_down_with_detector(tmp_path):
     record = json.loads(sidecar.read_text())
     assert record["top_down"]["crop_size"] == [256, 256]
     assert record["detector"]["model"].startswith("snapshot-detector")
-    torch_predictor = Predictor.from_snapshot(snapshot, device="cpu", channels_last=False, box_threshold=0.0)
+    torch_predictor = Predictor.from_snapshot(snapshot, device="cpu", precision="32", channels_last=False,
+                                              box_threshold=0.0)
     ort_predictor = onnx_predictor(sidecar.with_suffix(".onnx"), device="cpu", box_threshold=0.0)
     assert ort_predictor.scorer == torch_predictor.scorer and "_detector_" in ort_predictor.scorer
     frames = _frames(2, 160, 192)
@@ -139,7 +143,7 @@ def test_analysis_writes_the_same_files(tmp_path):
     snapshot = _snapshot(tmp_path, "resnet_18", False)
     video = tmp_path / "tank" / "videos" / "fishtank.mp4"
     torch_out, ort_out = tmp_path / "torch", tmp_path / "ort"
-    ours = analyze_video(snapshot, video, torch_out, device="cpu", progress=False, verbose=False)
+    ours = analyze_video(snapshot, video, torch_out, device="cpu", precision="32", progress=False, verbose=False)
     theirs = analyze_video(snapshot, video, ort_out, device="cpu", progress=False, verbose=False,
                            backend="onnxruntime")  # exports the snapshot first
     assert (snapshot.parent / "onnx" / "snapshot-001.onnx").is_file()
@@ -153,6 +157,40 @@ def test_analysis_writes_the_same_files(tmp_path):
                         progress=False, verbose=False, backend="onnxruntime")
     assert h5.name == f"image_predictions_{ours.scorer}.h5"
 
+
+
+@pytest.mark.parametrize("multianimal", [False, True], ids=["heatmap-locref", "paf"])
+def test_evaluation_writes_the_same_files(tmp_path, multianimal):
+    snapshot = _snapshot(tmp_path, "resnet_18", multianimal)
+    torch_out, ort_out = tmp_path / "torch", tmp_path / "ort"
+    ours = evaluate_snapshots(snapshot, out_dir=torch_out, device="cpu", precision="32", verbose=False)
+    theirs = evaluate_snapshots(snapshot, out_dir=ort_out, device="cpu", verbose=False,  # auto: float32 here
+                                backend="onnxruntime")  # exports the snapshot first
+    assert (snapshot.parent / "onnx" / "snapshot-001.onnx").is_file()
+    assert sorted(p.name for p in torch_out.iterdir()) == sorted(p.name for p in ort_out.iterdir())
+    h5 = next(torch_out.glob("DLC_*.h5")).name
+    a, b = pd.read_hdf(torch_out / h5), pd.read_hdf(ort_out / h5)
+    assert a.columns.equals(b.columns) and a.index.equals(b.index) and len(a) == 10
+    assert np.isfinite(a.to_numpy()).any()  # something to compare
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), atol=ATOL, equal_nan=True)
+    assert ours[["snapshot", "epoch", "split", "scorer"]].equals(theirs[["snapshot", "epoch", "split", "scorer"]])
+    np.testing.assert_allclose(ours[list(METRICS)].to_numpy(float), theirs[list(METRICS)].to_numpy(float),
+                               atol=1e-3, equal_nan=True)
+    with pytest.raises(ValueError, match="float32"):  # before any work
+        evaluate_snapshots(snapshot, out_dir=tmp_path / "bf16", device="cpu", precision="bf16",
+                           backend="onnxruntime")
+    with pytest.raises(ValueError, match="backend must be"):
+        evaluate_snapshots(snapshot, out_dir=tmp_path / "tf", device="cpu", backend="tensorflow")
+
+
+def test_ctd_models_say_use_torch(tmp_path):
+    from ctd_standin import STANDIN  # tests/ is on sys.path
+
+    snapshot = _snapshot(tmp_path, "top_down_resnet_18", True, extra=["model.top_down.crop_size=[64,64]", *STANDIN])
+    with pytest.raises(ProjectError, match="CTD.*backend=torch"):
+        evaluate_snapshots(snapshot, device="cpu", verbose=False, backend="onnxruntime")
+    with pytest.raises(ProjectError, match="CTD.*backend=torch"):
+        export_snapshot_onnx(snapshot)
 
 def test_float32_only_and_providers(tmp_path, caplog):
     with pytest.raises(ValueError, match="float32"):
