@@ -53,12 +53,13 @@ EMPTY_LOGIT_SHIFT = 20.0
 REPO = HERE.parent
 
 
-def make_project(work: Path, frames: int, size=(1296, 972), fish: int = 10, bodyparts: int = 9) -> Path:
-    """The demo project (config.yaml) at that size; a few labeled frames, enough for DeepLabCut's shuffle."""
+def make_project(work: Path, frames: int, size=(1296, 972), fish: int = 10, bodyparts: int = 9,
+                 labeled: int = 4) -> Path:
+    """The demo project (config.yaml) at that size; ``labeled`` frames (a few: enough for DeepLabCut's shuffle)."""
     from lightning_dlc.data.demo import make_demo_project
 
     return make_demo_project(work / "cichlids", n_fish=fish, n_bodyparts=bodyparts, size=list(size),
-                             n_frames=frames, n_labeled=min(frames, 4), overwrite=True)
+                             n_frames=frames, n_labeled=min(frames, labeled), overwrite=True)
 
 
 def ground_truth(config: Path, frames: int):
