@@ -32,15 +32,54 @@ def _train_folder(cfg, shuffle: int, trainingsetindex: int) -> Path:
 
 def create_training_dataset(config, num_shuffles: int = 1, Shuffles=None, trainIndices=None,
                             testIndices=None, seed: int = 42, leave_out_video: str | None = None,
-                            overwrite: bool = False, **ignored):
+                            overwrite: bool = False, net_type: str | None = None, detector_type: str | None = None,
+                            ctd_conditions=None, **ignored):
     """DeepLabCut's create_training_dataset: shuffles every TrainingFraction, reproducibly.
 
-    Returns the created shuffles. DeepLabCut-only arguments (net_type, augmenter_type,
-    userfeedback, ...) are accepted and ignored: model choice happens at training time.
+    Returns the created shuffles. With ``net_type`` (or ``ctd_conditions``: config.yaml's ``default_net_type``)
+    each shuffle's model folder also gets DeepLabCut's ``train/pytorch_config.yaml`` and ``test/pose_cfg.yaml``
+    for that net_type (``top_down_<backbone>`` with ``detector_type``, default ssdlite; ``ctd_*`` with
+    ``ctd_conditions``: a bottom-up shuffle, ``(shuffle, snapshot name or index)`` or a predictions .h5/.json,
+    written to ``inference.conditions`` in DeepLabCut's forms), which :func:`train_network` then trains. An
+    existing pytorch_config.yaml stops the call unless ``overwrite=True``. Without either, no model folder is
+    written and training picks the model (``net_type=`` of :func:`train_network`, default resnet_50). Other
+    DeepLabCut-only arguments (augmenter_type, userfeedback, ...) are accepted and ignored.
     """
-    return _shuffles.create_training_dataset(
+    from lightning_dlc.project.pytorch_config import write_pytorch_config
+    from lightning_dlc.project.shuffle_pytorch_config import check_free, shuffle_pytorch_config
+
+    cfg = as_config(config)
+    if net_type is None and ctd_conditions is not None:
+        net_type = cfg.data.get("default_net_type") or "resnet_50"
+    graph = _paf_graph_for(cfg) if net_type is not None else None
+
+    def model_configs(pairs):
+        return [shuffle_pytorch_config(cfg, fraction, index, net_type, detector_type=detector_type,
+                                       ctd_conditions=ctd_conditions, paf_graph=graph) for fraction, index in pairs]
+
+    if net_type is not None and trainIndices is None and leave_out_video is None:
+        # DeepLabCut's errors (net_type, ctd_conditions) and taken model folders stop the call before any file
+        indices = list(Shuffles) if Shuffles is not None else list(range(1, num_shuffles + 1))
+        check_free([d for d, _ in model_configs([(f, i) for f in cfg.training_fractions for i in indices])],
+                   overwrite)
+    created = _shuffles.create_training_dataset(
         config, num_shuffles=num_shuffles, shuffles=Shuffles, train_indices=trainIndices,
         test_indices=testIndices, seed=seed, leave_out_video=leave_out_video, overwrite=overwrite)
+    if net_type is not None:
+        for train_dir, pytorch_config in model_configs([(s.train_fraction, s.index) for s in created]):
+            write_pytorch_config(train_dir, pytorch_config, overwrite=overwrite)
+    return created
+
+
+def _paf_graph_for(cfg) -> list | None:
+    """The PAF graph a new multi-animal bottom-up model learns when DeepLabCut prunes the full one (15+
+    bodyparts; ours seeded, :func:`lightning_dlc.models.heads.paf.paf_graph`); None: the full graph."""
+    from lightning_dlc.models.heads.paf import PRUNE_FROM_EDGES, paf_graph
+
+    n = len(cfg.meta().bodyparts)
+    if not cfg.multianimal or n * (n - 1) // 2 < PRUNE_FROM_EDGES:
+        return None  # (net_types without a PAF head ignore the graph)
+    return [list(edge) for edge in paf_graph(n)]
 
 
 def export_coco(config, out: str | Path, shuffle: int = 1, trainset_index: int = 0,
@@ -98,7 +137,7 @@ def train_network(config, shuffle: int = 1, trainingsetindex: int = 0, overrides
 def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plotting: bool = False,
                      snapshots: str = "best", overwrite: bool = False, Shuffles=None, device: str = "auto",
                      pcutoff: float | None = None, batch_size: int | None = None, detector_snapshot_index=None,
-                     precision: str = "auto", ctd_conditions=None):
+                     precision: str = "auto", ctd_conditions=None, backend: str = "torch"):
     """DeepLabCut's evaluate_network: the shuffles' snapshots on their train and test images.
 
     Snapshots are read from each shuffle's ``dlc-models-pytorch/iteration-<i>/<shuffle>/train``
@@ -112,7 +151,8 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
     ``detector_snapshot_index``, else config.yaml's ``detector_snapshotindex``. ``precision``: ``auto`` (bf16 where
     native, fp16 on other CUDA GPUs, else fp32), ``32`` (DeepLabCut's), ``bf16`` or ``16``. A conditional top-down
     (CTD) model refines ``ctd_conditions``' poses (a bottom-up shuffle as in :func:`analyze_videos`, a snapshot or its
-    evaluation ``.h5``; default: what it was trained with). Returns the results
+    evaluation ``.h5``; default: what it was trained with). ``backend``: ``torch``, or ``onnxruntime`` (the snapshot's
+    ONNX export, written first if missing, runs the network in float32; as :func:`analyze_videos`). Returns the results
     (one row per snapshot and split) of every shuffle, with a ``shuffle`` column.
     """
     import pandas as pd
@@ -137,7 +177,8 @@ def evaluate_network(config, shuffles=(1,), trainingsetindex: int | str = 0, plo
                                        project=cfg.path, device=device, pcutoff=pcutoff, batch_size=batch_size,
                                        combined_csv=results_root / COMBINED_CSV, dlc_image_names=True,
                                        detector=_detector_index(cfg, detector_snapshot_index), precision=precision,
-                                       conditions=_ctd_conditions_snapshot(cfg, train_dir, ctd_conditions, index))
+                                       conditions=_ctd_conditions_snapshot(cfg, train_dir, ctd_conditions, index),
+                                       backend=backend)
             tables.append(table.assign(shuffle=shuffle, trainingsetindex=index))
     return pd.concat(tables, ignore_index=True)
 
@@ -801,9 +842,11 @@ def _is_ctd_snapshot(path) -> bool:
     return is_ctd_snapshot(path)
 
 
-def _ctd_conditions_snapshot(cfg, ctd_snapshot: Path, conditions, trainingsetindex: int) -> Path | None:
+def _ctd_conditions_snapshot(cfg, ctd_snapshot: Path, conditions, trainingsetindex: int,
+                             analysis: bool = False) -> Path | None:
     """The bottom-up snapshot whose poses a CTD model refines: a shuffle (int or DeepLabCut's dict with
-    ``shuffle`` and ``snapshot``/``snapshot_index``), a snapshot file or run folder; None: what it was trained with."""
+    ``shuffle`` and ``snapshot``/``snapshot_index``), a snapshot file or run folder; None: the model folder's
+    ``pytorch_config.yaml`` ``inference.conditions`` (DeepLabCut's rule), else what it was trained with."""
     if isinstance(conditions, int):
         conditions = {"shuffle": conditions}
     if isinstance(conditions, dict):
@@ -814,7 +857,39 @@ def _ctd_conditions_snapshot(cfg, ctd_snapshot: Path, conditions, trainingsetind
         chosen = conditions.get("snapshot", conditions.get("snapshot_index", "best"))
         return _trained_snapshot(cfg, int(conditions["shuffle"]),
                                  int(conditions.get("trainset_index", trainingsetindex)), chosen)
-    return None if conditions is None else Path(conditions)
+    if conditions is None:
+        return _recorded_ctd_conditions(cfg, ctd_snapshot, analysis)
+    return Path(conditions)
+
+
+def _recorded_ctd_conditions(cfg, ctd_snapshot: Path, analysis: bool) -> Path | None:
+    """``inference.conditions`` of the CTD model folder's pytorch_config.yaml (create_training_dataset's
+    ``ctd_conditions``): a shuffle's snapshot, a model's snapshot, or a predictions file (evaluation only)."""
+    from lightning_dlc.project.pytorch_config import PYTORCH_CONFIG, read_pytorch_config
+    from lightning_dlc.project.shuffle_pytorch_config import ctd_conditions_of
+
+    path = (ctd_snapshot if ctd_snapshot.is_dir() else ctd_snapshot.parent) / PYTORCH_CONFIG
+    recorded = ctd_conditions_of(read_pytorch_config(path), path) if path.is_file() else None
+    if recorded is None:
+        return None
+    if recorded["source"] == "file":
+        if analysis:
+            raise ValueError(f"{path}: inference.conditions is a predictions file ({recorded['filepath']}), which "
+                             "serves evaluation only (DeepLabCut's rule): analyze with ctd_conditions=<bottom-up "
+                             "shuffle> (or {'shuffle': n, 'snapshot': ...})")
+        return recorded["filepath"]
+    if recorded["source"] == "model":
+        return recorded["snapshot_path"]
+    if recorded["modelprefix"]:
+        raise ValueError(f"{path}: inference.conditions names modelprefix {recorded['modelprefix']!r}, which is "
+                         "not read here; pass ctd_conditions=<snapshot file>")
+    project = as_config(recorded["config"]) if recorded["config"] else cfg
+    if recorded["snapshot"] is not None:  # DeepLabCut's: a file name in the bottom-up model folder
+        return _trained_snapshot(project, recorded["shuffle"], recorded["trainset_index"],
+                                 _train_folder(project, recorded["shuffle"], recorded["trainset_index"])
+                                 / recorded["snapshot"])
+    index = -1 if recorded["snapshot_index"] is None else int(recorded["snapshot_index"])  # DeepLabCut: the last
+    return _trained_snapshot(project, recorded["shuffle"], recorded["trainset_index"], index)
 
 
 def ctd_analyze_videos(config, videos, ctd_snapshot, ctd_conditions=None, ctd_tracking=False,
@@ -824,7 +899,7 @@ def ctd_analyze_videos(config, videos, ctd_snapshot, ctd_conditions=None, ctd_tr
     from lightning_dlc.pipelines.ctd import analyze_videos_ctd
 
     cfg = as_config(config)
-    bottom_up = _ctd_conditions_snapshot(cfg, Path(ctd_snapshot), ctd_conditions, trainingsetindex)
+    bottom_up = _ctd_conditions_snapshot(cfg, Path(ctd_snapshot), ctd_conditions, trainingsetindex, analysis=True)
     if cropping is None and cfg.data.get("cropping"):
         cropping = [cfg.data.get(k) for k in ("x1", "x2", "y1", "y2")]
     return analyze_videos_ctd(ctd_snapshot, videos, destfolder, conditions=bottom_up, ctd_tracking=ctd_tracking,

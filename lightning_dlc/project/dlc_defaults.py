@@ -23,9 +23,10 @@ from lightning_dlc.project.records import ProjectMeta
 BACKBONES = table.BACKBONES
 DETECTORS = tuple(sorted(table.DETECTOR_CLASSES))
 OTHER_NET_TYPES = tuple(sorted(table.MODEL_METHODS))
-# every name DeepLabCut 3.0.2 accepts as net_type (but conditional top-down ctd_*: their models are built from
-# conf/model/ctd_*.yaml, their pytorch_config.yaml defaults are not written from here)
+# every name DeepLabCut 3.0.2 accepts as net_type but the conditional top-down ones (CTD_NET_TYPES, method: ctd:
+# pose_config_defaults builds them too; split_net_type and pytorch_config_from_run do not take them)
 NET_TYPES = tuple(sorted({*BACKBONES, *(f"top_down_{b}" for b in BACKBONES), *OTHER_NET_TYPES}))
+CTD_NET_TYPES = table.CTD_NET_TYPES
 LEGACY_ALIASES = table.LEGACY_ALIASES
 TOP_DOWN_PREFIX = "top_down_"
 PAF_PRUNE_FROM_EDGES = table.PAF_PRUNE_FROM_EDGES
@@ -327,8 +328,11 @@ def pose_config_defaults(net_type: str, meta: ProjectMeta, *, detector_type: str
     ``net_type`` may carry the ``top_down_`` prefix. ``paf_graph`` (multi-animal bottom-up) defaults
     to every pair of bodyparts, as DeepLabCut; from 15 bodyparts on DeepLabCut prunes it at random, so
     the graph the model learned must be given. ``paf_edges_to_keep``: config.yaml's ``paf_best``.
-    ``multianimal``: config.yaml's ``multianimalproject`` (default ``meta.multianimal``).
+    ``multianimal``: config.yaml's ``multianimalproject`` (default ``meta.multianimal``). A conditional
+    top-down net_type (``ctd_*``) gets its defaults without ``inference.conditions`` (:func:`with_ctd_conditions`).
     """
+    if str(net_type) in CTD_NET_TYPES:
+        return _ctd_defaults(str(net_type), meta, project_path, pose_config_path)
     base, top_down = split_net_type(net_type, source)
     family = _family(base)
     multianimal = meta.multianimal if multianimal is None else multianimal
@@ -365,6 +369,106 @@ def pose_config_defaults(net_type: str, meta: ProjectMeta, *, detector_type: str
         "individuals": list(meta.individuals), "with_identity": bool(meta.identity),
     }
     return copy.deepcopy(config)
+
+
+# --------------------------------------------------------------------------- conditional top-down (method: ctd)
+def _keypoint_encoder(backbone: dict, n_bodyparts: int) -> dict:
+    return {"type": table.CTD_KEYPOINT_ENCODER, "num_joints": n_bodyparts,
+            "kernel_size": [int(v) for v in backbone["kernel_size"]]}
+
+
+def _ctd_backbone(backbone: dict, n_bodyparts: int, crop: list[int]) -> tuple[dict, int]:
+    """DeepLabCut's CondPreNet (a backbone after the conditions' encoder) or HRNetCoAM section, and its channels."""
+    kind = backbone["_target_"].rsplit(".", 1)[1]
+    if kind == "CondPreNet":
+        inner, channels = _backbone(backbone["backbone"])
+        return ({"type": kind, "backbone": inner, "kpt_encoder": _keypoint_encoder(backbone, n_bodyparts),
+                 "img_size": crop}, channels)
+    if kind == "HRNetCoAM":
+        return ({"type": kind, "base_model_name": f"hrnet_{backbone['variant']}",
+                 "pretrained": table.CTD_COAM_FIELDS["pretrained"],
+                 "freeze_bn_stats": bool(backbone.get("freeze_bn_stats", False)),
+                 "freeze_bn_weights": table.CTD_COAM_FIELDS["freeze_bn_weights"],
+                 "coam_modules": [int(v) for v in backbone["coam_modules"]],
+                 "channel_att_only": bool(backbone["channel_att_only"]), "att_heads": int(backbone["att_heads"]),
+                 "kpt_encoder": _keypoint_encoder(backbone, n_bodyparts), "img_size": crop},
+                int(backbone["variant"].removeprefix("w")))
+    raise ValueError(f"backbone {backbone['_target_']} is not one of DeepLabCut's conditional backbones")
+
+
+def _ctd_defaults(net_type: str, meta: ProjectMeta, project_path, pose_config_path) -> dict:
+    """DeepLabCut's defaults for a ``ctd_*`` net_type: its conditional backbone and head (conf/model), top-down
+    augmentation on crops that keep no context beyond the box (but the *_human ones), generative sampling."""
+    conf = model_conf(net_type)
+    crop = [int(v) for v in conf["top_down"]["crop_size"]]  # (height, width)
+    n_bodyparts = len(meta.bodyparts)
+    backbone, channels = _ctd_backbone(conf["backbone"], n_bodyparts, crop)
+    head_conf = conf["heads"]["single"]["bodypart"]
+    if "SimCCHead" in head_conf["_target_"]:
+        head = _rtmpose_head(head_conf, n_bodyparts, channels)
+        for key in table.CTD_RTMPOSE_PREDICTOR_LEFT_OUT:
+            head["predictor"].pop(key, None)
+        training = table.CTD_RTMPOSE_TRAINING
+    else:  # DeepLabCut's ctd heatmap heads leave gradient masking out (its generator's default: off)
+        head = _heatmap_head(head_conf, n_bodyparts, channels)
+        for key in ("gradient_masking", "background_weight"):
+            head["target_generator"].pop(key, None)
+        training = {}
+    data = _data("ctd", True, {})
+    human = net_type in table.CTD_HUMAN
+    for section in ("inference", "train"):
+        data[section]["top_down_crop"]["crop_with_context"] = human
+    data["gen_sampling"] = copy.deepcopy(table.CTD_HUMAN_GEN_SAMPLING if human else table.CTD_GEN_SAMPLING)
+    config = {"device": "auto", "method": "ctd",
+              "runner": {**table.RUNNER, **training.get("runner", {})},
+              "train_settings": {**table.TRAIN_SETTINGS, **training.get("train_settings", {})}, "data": data,
+              "model": {"backbone": backbone, "backbone_output_channels": channels, "heads": {"bodypart": head}},
+              "net_type": net_type, "inference": {},
+              "metadata": {"project_path": None if project_path is None else str(project_path),
+                           "pose_config_path": None if pose_config_path is None else str(pose_config_path),
+                           "bodyparts": list(meta.bodyparts), "unique_bodyparts": list(meta.unique_bodyparts),
+                           "individuals": list(meta.individuals), "with_identity": bool(meta.identity)}}
+    return copy.deepcopy(config)
+
+
+def with_ctd_conditions(config: dict, conditions) -> dict:
+    """A ``ctd_*`` pytorch_config with ``inference.conditions`` in DeepLabCut's forms (:func:`ctd_conditions_entry`)."""
+    out = copy.deepcopy(config)
+    out.setdefault("inference", {})["conditions"] = ctd_conditions_entry(conditions)
+    return out
+
+
+def ctd_conditions_entry(conditions) -> dict | str:
+    """create_training_dataset's ``ctd_conditions`` as DeepLabCut writes it to ``inference.conditions``: a
+    shuffle (int) -> ``{shuffle}``; ``(shuffle, int)`` -> ``{shuffle, snapshot_index}``; ``(shuffle, str)`` ->
+    ``{shuffle, snapshot}``; an existing ``.h5``/``.json`` predictions file -> its absolute path. DeepLabCut's
+    errors (and types) for anything else."""
+    if conditions is None:
+        raise ValueError(table.CTD_NO_CONDITIONS + " Pass ctd_conditions= (a bottom-up shuffle, (shuffle, snapshot) "
+                         "or a predictions .h5/.json file)")
+    if isinstance(conditions, bool):
+        raise TypeError("Conditions ctd_conditions is of invalid type.")
+    if isinstance(conditions, int):
+        return {"shuffle": conditions}
+    if isinstance(conditions, (str, Path)):
+        path = Path(conditions)
+        if not path.exists():
+            raise FileNotFoundError(f"Invalid path: {path}")
+        if path.suffix not in (".h5", ".json"):
+            raise ValueError(f"Invalid conditions file extension: {path} (a .h5 or .json predictions file)")
+        return str(path.absolute())
+    if isinstance(conditions, tuple):
+        if len(conditions) != 2:
+            raise ValueError(f"Invalid conditions tuple length: {conditions} (shuffle, snapshot)")
+        shuffle, snapshot = conditions
+        if not isinstance(shuffle, int) or isinstance(shuffle, bool):
+            raise TypeError(f"Conditions shuffle number must be of type int: {conditions}")
+        if isinstance(snapshot, int) and not isinstance(snapshot, bool):
+            return {"shuffle": shuffle, "snapshot_index": snapshot}
+        if isinstance(snapshot, str):
+            return {"shuffle": shuffle, "snapshot": snapshot}
+        raise TypeError("Conditions snapshot must be of type int (index) or string (snapshot name).")
+    raise TypeError(f"Conditions ctd_conditions is of invalid type: {type(conditions).__name__}")
 
 
 def _family(net_type: str) -> str:

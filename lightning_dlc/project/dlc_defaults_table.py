@@ -42,7 +42,7 @@ TARGET_TYPES = {"gaussian": "HeatmapGaussianGenerator", "plateau": "HeatmapPlate
 # in the backbone + PAF head only: DeepLabCut's dlcrnet_* defaults leave these out
 PAF_PREDICTOR_FLAGS = {"apply_sigmoid": True, "clip_scores": False}
 DEKR_BLOCKS = {"heatmap": 1, "offset": 2}
-RTMPOSE_SIGMA = {256: 5.66, 384: 6.93}  # SimCC label sigma (bins) by input side
+RTMPOSE_SIGMA = {256: 5.66, 288: 6.0, 384: 6.93}  # SimCC label sigma (bins) by input side
 RTMPOSE_STRIDE = 32
 RTMPOSE_HEAD = {
     "smoothing_type": "gaussian", "label_smooth_weight": 0.0, "normalize": False,
@@ -117,3 +117,25 @@ DETECTOR_BATCH_SIZES = {"ssdlite": 16}  # others: DETECTOR_TRAIN_SETTINGS's
 DETECTOR_BOX_SCORE_THRESH = {"ssdlite": 0.001}  # others: the file's detector.model.box_score_thresh
 BOX_SCORE_THRESH_FIELD = 0.01  # detector.model.box_score_thresh as DeepLabCut writes it (its config's default)
 DETECTOR_MAX_DETECTIONS = {"ssdlite": 300, "fasterrcnn_mobilenet_v3_large_fpn": 100, "fasterrcnn_resnet50_fpn_v2": 100}
+
+# ------------------------------------------------------------------ conditional top-down (method: ctd)
+# conf/model/<net_type>.yaml builds each; no detector: the crops come from a bottom-up model's poses
+CTD_NET_TYPES = ("ctd_coam_w32", "ctd_coam_w48", "ctd_coam_w48_human", "ctd_prenet_hrnet_w32", "ctd_prenet_hrnet_w48",
+                 "ctd_prenet_rtmpose_m", "ctd_prenet_rtmpose_s", "ctd_prenet_rtmpose_x", "ctd_prenet_rtmpose_x_human")
+CTD_KEYPOINT_ENCODER = "StackedKeypointEncoder"
+CTD_COAM_FIELDS = {"pretrained": True, "freeze_bn_weights": False}  # HRNetCoAM's fields besides conf/model's
+# the *_human net_types are made for CrowdPose's 14 keypoints: their generative sampling and crops
+CTD_HUMAN = ("ctd_coam_w48_human", "ctd_prenet_rtmpose_x_human")
+CTD_HUMAN_GEN_SAMPLING = {
+    "keypoint_sigmas": [0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.025,
+                        0.025],
+    "keypoints_symmetry": [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]}
+CTD_GEN_SAMPLING = {"keypoint_sigmas": 0.1}
+# its RTMCC head's predictor names fewer fields than rtmpose_*'s (DeepLabCut's validation fills the same values)
+CTD_RTMPOSE_PREDICTOR_LEFT_OUT = ("apply_softmax", "normalize_outputs")
+# training of ctd_prenet_rtmpose_*; the HRNet ones keep RUNNER / TRAIN_SETTINGS
+CTD_RTMPOSE_TRAINING = {"runner": {"optimizer": adamw(1e-5), "scheduler": lr_steps([1e-3, 1e-4, 1e-5], [5, 300, 360])},
+                        "train_settings": {"batch_size": 32, "dataloader_workers": 4, "dataloader_pin_memory": False,
+                                           "epochs": 400}}
+# DeepLabCut's message for a ctd net_type without ctd_conditions (make_pose_config.build_pose_config_defaults)
+CTD_NO_CONDITIONS = "A CTD conditions is required for conditional-top-down models."

@@ -25,9 +25,10 @@ def translate_data(tr, data: Mapping) -> None:
         tr.refuse(f"data.{key}", "not a key of DeepLabCut's data section")
     if str(data.get("colormode", "RGB")) != "RGB":
         tr.refuse("data.colormode", "images are read as RGB")
-    for key in ("gen_sampling", "loader"):
-        if data.get(key):
-            tr.refuse(f"data.{key}", "the data come from data.project / data.shuffle here")
+    if data.get("loader"):
+        tr.refuse("data.loader", "the data come from data.project / data.shuffle here")
+    if data.get("gen_sampling") and not getattr(tr, "conditional", False):  # a CTD model's: pytorch_config_read
+        tr.refuse("data.gen_sampling", "generative sampling serves conditional top-down (ctd_*) models only")
     inference = dict(data.get("inference") or {})
     train = dict(data.get("train") or {})
     if tr.top_down:
@@ -36,7 +37,8 @@ def translate_data(tr, data: Mapping) -> None:
             tr.set("model.top_down.crop_size", [int(crop["height"]), int(crop["width"])])
         if "bbox_margin" in data:
             tr.set("model.top_down.margin", float(data["bbox_margin"]))
-            tr.set("detector.train.margin", float(data["bbox_margin"]))
+            if not getattr(tr, "conditional", False):  # a CTD model has no detector: its boxes are its conditions'
+                tr.set("detector.train.margin", float(data["bbox_margin"]))
         _bbox_jitter(tr, train.pop("random_bbox_transform", None))
     for name, split in (("inference", inference), ("train", train)):
         split.pop("top_down_crop", None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning_dlc.project.dlc_defaults import (OTHER_NET_TYPES, detector_defaults, full_paf_graph,
+from lightning_dlc.project.dlc_defaults import (CTD_NET_TYPES, OTHER_NET_TYPES, detector_defaults, full_paf_graph,
                                                 pose_config_defaults, split_net_type)
 from lightning_dlc.project.errors import ProjectError
 from lightning_dlc.project.pytorch_config import (DETECTOR_KEY_METRICS, OUR_SCHEDULERS, TORCH_OPTIMIZERS,
@@ -112,12 +112,19 @@ class _Translator:
     def run(self) -> TrainConfig:
         for key in sorted(set(self.dlc) - KNOWN_TOP_LEVEL):
             self.refuse(key, "not a key of DeepLabCut 3.0.2's pytorch_config.yaml")
-        base, prefixed = split_net_type(self.dlc.get("net_type", ""), self.source)
         method = str(self.dlc.get("method", "bu")).lower()
-        if method not in ("bu", "td"):
-            self.refuse("method", f"{method!r}: only bottom-up (bu) and top-down (td) models are built here")
-        self.top_down = prefixed or method == "td"
-        self.net_type = f"top_down_{base}" if self.top_down and base not in OTHER_NET_TYPES else base
+        self.conditional = str(self.dlc.get("net_type", "")) in CTD_NET_TYPES
+        if self.conditional:  # conditional top-down: conf/model/<net_type>.yaml, no detector
+            base = prefixed = str(self.dlc["net_type"])
+            if method != "ctd":
+                self.refuse("method", f"{method!r}: net_type {base} is conditional top-down (ctd)")
+        else:
+            base, prefixed = split_net_type(self.dlc.get("net_type", ""), self.source)
+            if method not in ("bu", "td"):
+                self.refuse("method", f"{method!r}: bottom-up (bu), top-down (td) and, with a ctd_* net_type, "
+                                      "conditional top-down (ctd) models are built here")
+        self.top_down = bool(prefixed) or method in ("td", "ctd")
+        self.net_type = base if self.conditional or not self.top_down or base in OTHER_NET_TYPES else f"top_down_{base}"
         self.out.choices["model"] = self.out.values["net_type"] = self.net_type
         meta = self._meta()
         self._model(meta)
@@ -125,14 +132,51 @@ class _Translator:
         self._settings(self.dlc.get("train_settings") or {}, pose=True)
         self._device(self.dlc.get("device", "auto"))
         translate_data(self, self.dlc.get("data") or {})
+        if self.conditional:
+            self._conditional(self.dlc)
         self._resume(self.dlc.get("resume_training_from"), "resume_training_from", "ckpt_path", "model.weights")
         self._logger(self.dlc.get("logger"))
         self._detector(self.dlc.get("detector"), meta)
         if self.dlc.get("inference"):
-            self.out.notes.append("inference: not used for training (evaluation and analysis take their own options)")
+            self.out.notes.append("inference: not used for training (evaluation and analysis take their own options; "
+                                  "a CTD model's inference.conditions are read by api.evaluate_network / "
+                                  "analyze_videos)")
         if self.refused:
             raise ProjectError(self.source, "cannot train with these settings:\n  " + "\n  ".join(self.refused))
         return self.out
+
+    def _conditional(self, dlc: Mapping) -> None:
+        """A CTD model trains on conditions synthesized from the labels (DeepLabCut's generative sampling, its
+        ``data.gen_sampling``), on crops of the size its model is made for (``model.backbone.img_size``:
+        DeepLabCut's ``data.*.top_down_crop`` says 256 x 256 beside its 384 x 384 ctd_prenet_rtmpose_x)."""
+        self.set("conditions", "gt")
+        size = ((dlc.get("model") or {}).get("backbone") or {}).get("img_size")
+        if size:
+            self.set("model.top_down.crop_size", [int(v) for v in size])
+        sampling = dict(((dlc.get("data") or {}).get("gen_sampling")) or {})
+        sigma = sampling.pop("keypoint_sigmas", None)
+        if isinstance(sigma, (list, tuple)):
+            if len(set(sigma)) > 1:
+                self.refuse("data.gen_sampling.keypoint_sigmas", f"{list(sigma)}: one sigma for every keypoint here")
+            sigma = sigma[0] if sigma else None
+        if sigma is not None:
+            self.set("gen_sampling.keypoint_sigmas", float(sigma))
+        pairs = sampling.pop("keypoints_symmetry", None)
+        if pairs:
+            n = len(self._meta().bodyparts)
+            bad = [p for p in pairs if not all(isinstance(i, int) and 0 <= i < n for i in p)]
+            if bad:
+                self.refuse("data.gen_sampling.keypoints_symmetry", f"{bad}: not pairs of this project's {n} bodyparts")
+            else:
+                self.set("gen_sampling.keypoints_symmetry", [list(p) for p in pairs])
+        for key in ("jitter_prob", "swap_prob", "inv_prob", "miss_prob"):
+            if sampling.get(key) is not None:
+                self.set(f"gen_sampling.{key}", float(sampling.pop(key)))
+        for key in sorted(k for k, v in sampling.items() if v is not None):
+            self.refuse(f"data.gen_sampling.{key}", "not a generative sampling setting DeepLabCut has")
+        head = ((dlc.get("model") or {}).get("heads") or {}).get("bodypart") or {}
+        if head.get("type") == "HeatmapHead" and (head.get("target_generator") or {}).get("gradient_masking") is None:
+            self.set("model.heads.single.bodypart.gradient_masking", False)  # DeepLabCut's generator default
 
     def _meta(self) -> ProjectMeta:
         listed = self.dlc.get("metadata") or {}
