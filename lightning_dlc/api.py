@@ -261,11 +261,17 @@ def analyze_videos(config, videos, shuffle: int = 1, trainingsetindex: int = 0, 
     cfg = as_config(config)
     path = _trained_snapshot(cfg, shuffle, trainingsetindex, snapshot)
     if ctd_conditions is not None or ctd_tracking or _is_ctd_snapshot(path):
+        from lightning_dlc.pipelines.analyze import track_analyzed_videos
+
         options.pop("detector", None)  # a CTD model crops around its conditions
-        return ctd_analyze_videos(config, videos, path, ctd_conditions, ctd_tracking, trainingsetindex,
-                                  destfolder=destfolder, batch_size=batch_size, save_as_csv=save_as_csv,
-                                  device=device, overwrite=overwrite, cropping=cropping, videotype=videotype,
-                                  wait_for_lock=wait_for_lock, **options)
+        summaries = ctd_analyze_videos(config, videos, path, ctd_conditions, ctd_tracking, trainingsetindex,
+                                       destfolder=destfolder, batch_size=batch_size, save_as_csv=save_as_csv,
+                                       device=device, overwrite=overwrite, cropping=cropping, videotype=videotype,
+                                       wait_for_lock=wait_for_lock, **options)
+        if auto_track and cfg.multianimal:  # as DeepLabCut: its files track like any model's (beside _ctd.h5)
+            track_analyzed_videos(summaries, track_method, cfg.meta(), overwrite=overwrite,
+                                  wait_for_lock=wait_for_lock, identity_only=identity_only)
+        return summaries
     if "detector" not in options:
         options["detector"] = _trained_detector(cfg, path, detector_snapshot_index) or "auto"
     if cropping is None and cfg.data.get("cropping"):

@@ -52,9 +52,11 @@ def test_deeplabcuts_ctd_flow(project):
     assert set(table.split) == {"train", "test"} and (table.shuffle == 2).all()
     assert table.scorer.str.startswith("DLC_CtdPrenetRtmposeS").all()
     video = project.parent / "videos" / "fishtank.mp4"
-    (summary,) = api.analyze_videos(project, [str(video)], shuffle=2, ctd_tracking=True, device="cpu")
+    (summary,) = api.analyze_videos(project, [str(video)], shuffle=2, ctd_tracking=True, device="cpu",
+                                    auto_track=True)
     assert summary.status == "analyzed" and summary.frames == 24
     assert (video.parent / f"{video.stem}{summary.scorer}_ctd.h5").is_file()
+    assert (video.parent / f"{video.stem}{summary.scorer}_el.h5").is_file()  # auto_track: tracklets + stitching
 
 
 def test_a_predictions_file_as_conditions_serves_evaluation_only(project):
