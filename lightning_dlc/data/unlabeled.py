@@ -5,7 +5,9 @@ video without overlap (every ``seq_len * stride`` frames). Each epoch shuffles t
 epoch's seed and gives process ``rank`` of ``world_size`` the candidates ``rank::world_size`` of that order
 (DistributedSampler's semantics: disjoint shares that together cover the set); a DataLoader worker takes every
 ``num_workers``-th of its process's share. Frames are decoded through the reader contract of
-:func:`~lightning_dlc.data.video.open_video` (DALI GPU -> DALI CPU -> OpenCV, the choice logged once),
+:func:`~lightning_dlc.data.video.open_video` (DALI GPU -> DALI CPU -> OpenCV, the choice logged once), a
+worker's whole pass through one reader per decoder (``ranges``: one DALI pipeline for all its videos, OpenCV
+captures kept open) rather than a reader per sequence,
 resized by the labeled images' rule (:func:`~lightning_dlc.data.dataset.resize_image`) and padded as their
 batches are (:func:`~lightning_dlc.data.dataset.pad_images`); normalization happens on the batch's device
 (:meth:`PoseDataModule.on_after_batch_transfer`), as for labeled images.
@@ -25,6 +27,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +39,7 @@ from lightning_dlc.data.dataset import pad_images, resize_image
 from lightning_dlc.data.devices import resolve_device
 from lightning_dlc.data.discovery import find_videos
 from lightning_dlc.data.video import choose_reader, open_video
-from lightning_dlc.data.video_reader import VideoError, VideoInfo, log_once, probe_video
+from lightning_dlc.data.video_reader import FrameBatch, VideoError, VideoInfo, log_once, probe_video
 
 __all__ = ["READERS", "UnlabeledSequences", "resize_frames", "unlabeled_video_paths"]
 
@@ -112,6 +115,7 @@ class UnlabeledSequences(IterableDataset):
         if self.n_batches < 1:
             raise ValueError(f"n_batches must be >= 1, got {n_batches}")
         self._epoch = 0
+        self._backends: dict[int, str] = {}  # video -> what reader="auto" reads it with
         backend, why = choose_reader(self.videos[0], self.device) if reader == "auto" else (reader, "asked for")
         log.info("unlabeled video: %d videos, %d sequences of %d frames (stride %d); this process (rank %d of %d) "
                  "takes %d batches of %d per pass; reader %s (%s)", len(self.videos), len(self.sequences),
@@ -150,30 +154,82 @@ class UnlabeledSequences(IterableDataset):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.sequences))
         return [self.sequences[i] for i in order[rank::self.world_size]]
 
-    def read_sequence(self, video: int, start: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """uint8 frames ``[T, 3, h, w]`` and their frame numbers, or None (counted) if a frame cannot be decoded."""
-        info = self.videos[video]
+    def _backend(self, video: int) -> str:
+        """The decoder this video's sequences are read with: videos with the same one share a reader."""
+        if self.reader != "auto":
+            return self.reader
+        if video not in self._backends:
+            self._backends[video] = choose_reader(self.videos[video], self.device)[0]
+        return self._backends[video]
+
+    def read_sequences(self, items: Sequence[tuple[int, int]]) -> Iterator[tuple[torch.Tensor, torch.Tensor] | None]:
+        """For each (video, start) of ``items``, in order: its uint8 frames ``[T, 3, h, w]`` and frame numbers, or
+        None (counted) if a frame cannot be decoded."""
+        with closing(self._batches(items)) as batches:
+            for (video, start), batch in zip(items, batches):
+                yield self._sequence(video, start, batch)
+
+    def _batches(self, items: Sequence[tuple[int, int]], shared: bool = True) -> Iterator[FrameBatch | None]:
+        """One batch per (video, start) of ``items``, in order (None: its reader failed), from one reader per
+        decoder over all of them (``open_video(ranges=...)``: DALI serves several videos from one pipeline,
+        OpenCV keeps a capture per video open), not a reader per sequence; ``shared=False``: one per video."""
+        key = self._backend if shared else (lambda video: (self._backend(video), video))
+        streams: dict = {}
         try:
-            reader = open_video(info.path, reader=self.reader, device=self.device, batch_size=self.span,
-                                start=start, stop=start + self.span, prefetch=1, info=info)
-            with reader:
-                batches = iter(reader)
-                try:
-                    batch = next(batches, None)
-                finally:
-                    batches.close()
-        except VideoError as e:
-            log_once(log, ("open", str(info.path)), logging.WARNING, "unlabeled video: %s; its sequences are "
-                     "skipped", e)
-            self.counts["sequences_skipped"] += 1
-            return None
+            for video, _ in items:
+                group = key(video)
+                if group not in streams:
+                    streams[group] = self._stream([item for item in items if key(item[0]) == group], shared)
+                yield next(streams[group])
+        finally:
+            for stream in streams.values():
+                stream.close()
+
+    def _stream(self, items: list[tuple[int, int]], shared: bool) -> Iterator[FrameBatch | None]:
+        """One batch per (video, start) of ``items`` (None: the reader failed), from one reader over all of them,
+        opened again past a failure."""
+        k = 0
+        while k < len(items):
+            info = self.videos[items[k][0]]
+            try:
+                reader = open_video(info.path, reader=self.reader, device=self.device, prefetch=1, info=info,
+                                    ranges=[(self.videos[v], s, s + self.span) for v, s in items[k:]])
+            except VideoError as e:
+                if shared and len({v for v, _ in items[k:]}) > 1:  # one video spoils a shared reader
+                    log.warning("unlabeled video: %s; reading video by video", e)
+                    with closing(self._batches(items[k:], shared=False)) as rest:
+                        yield from rest
+                    return
+                log_once(log, ("open", str(info.path)), logging.WARNING, "unlabeled video: %s; its sequences are "
+                         "skipped", e)
+                yield from (None for _ in items[k:])
+                return
+            with reader, closing(iter(reader)) as batches:
+                for k in range(k, len(items)):
+                    try:
+                        batch = next(batches)
+                    except (VideoError, StopIteration) as e:  # this reader is done for: a new one past here
+                        log.warning("unlabeled video %s: %s at frames %d-%d; reading on with a new reader",
+                                    self.videos[items[k][0]].path, e if isinstance(e, VideoError) else
+                                    "the reader stopped early", items[k][1], items[k][1] + self.span - 1)
+                        yield None
+                        k += 1
+                        break
+                    yield batch
+                else:
+                    return
+
+    def _sequence(self, video: int, start: int, batch: FrameBatch | None
+                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The sequence's frames (every ``frame_stride``-th, resized) and frame numbers; None (counted, logged)
+        when a frame is missing."""
         if batch is None or len(batch) < self.span or not bool(batch.valid.all()):
             bad = self.span if batch is None else self.span - int(batch.valid.sum())
             self.counts["sequences_skipped"] += 1
             self.counts["bad_frames"] += bad
             log.warning("unlabeled video %s: frames %d-%d hold %d undecodable frame(s); sequence skipped (%d "
-                        "skipped, %d bad frames so far)", info.path, start, start + self.span - 1, bad,
-                        self.counts["sequences_skipped"], self.counts["bad_frames"])
+                        "skipped, %d bad frames so far)", self.videos[video].path, start, start + self.span - 1,
+                        bad, self.counts["sequences_skipped"], self.counts["bad_frames"])
             return None
         keep = slice(0, self.span, self.stride)
         # one device per batch: a video OpenCV decodes joins DALI's GPU frames there
@@ -182,7 +238,7 @@ class UnlabeledSequences(IterableDataset):
 
     def _sequences(self, epoch: int, worker: int, n_workers: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """Decoded sequences of this worker's share, pass after pass (the same share in a new order), skipping
-        bad ones."""
+        bad ones; each pass reads through one reader per decoder."""
         mine = self.share(epoch)[worker::n_workers]
         if not mine:  # more workers than this process has sequences
             return
@@ -190,11 +246,12 @@ class UnlabeledSequences(IterableDataset):
             good = 0
             order = np.random.default_rng([self.seed, epoch, repeat, worker]).permutation(len(mine)) if repeat \
                 else range(len(mine))
-            for video, start in (mine[i] for i in order):
-                item = self.read_sequence(video, start)
-                if item is not None:
-                    good += 1
-                    yield video, *item
+            items = [mine[i] for i in order]
+            with closing(self.read_sequences(items)) as sequences:
+                for (video, _), item in zip(items, sequences):
+                    if item is not None:
+                        good += 1
+                        yield video, *item
             if not good:
                 log.warning("unlabeled video: no sequence of this worker's share could be decoded; it stops")
                 return
@@ -204,12 +261,12 @@ class UnlabeledSequences(IterableDataset):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         mine = len(range(worker, self.n_batches, n_workers))  # batches worker w yields: w, w + n_workers, ...
-        sequences = self._sequences(epoch, worker, n_workers)
-        for _ in range(mine):
-            items = [item for _, item in zip(range(self.batch_size), sequences)]
-            if len(items) < self.batch_size:
-                return
-            yield collate_sequences(items, self.pad_multiple, self.resize)
+        with closing(self._sequences(epoch, worker, n_workers)) as sequences:  # its readers end with the pass
+            for _ in range(mine):
+                items = [item for _, item in zip(range(self.batch_size), sequences)]
+                if len(items) < self.batch_size:
+                    return
+                yield collate_sequences(items, self.pad_multiple, self.resize)
 
 
 def collate_sequences(items: list[tuple[int, torch.Tensor, torch.Tensor]], pad_multiple: int,

@@ -17,6 +17,7 @@ falls back to OpenCV with one warning; ``reader="dali"`` raises
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 
@@ -58,8 +59,8 @@ def choose_reader(info: VideoInfo, device) -> tuple[str, str]:
 
 def open_video(path, reader: str = "auto", device=None, batch_size: int = 16, crop=None,
                start: int = 0, stop: int | None = None, prefetch: int = 2,
-               info: VideoInfo | None = None) -> "VideoReader":
-    """A reader over frames ``[start, stop)`` of one video; iterate it for
+               info: VideoInfo | None = None, ranges=None) -> "VideoReader":
+    """A reader over frames ``[start, stop)`` of one video, or over ``ranges``; iterate it for
     :class:`~lightning_dlc.data.video_reader.FrameBatch` es.
 
     reader: ``auto`` (see the module doc), ``dali`` (GPU when ``device`` is CUDA, else CPU) or
@@ -67,6 +68,10 @@ def open_video(path, reader: str = "auto", device=None, batch_size: int = 16, cr
     OpenCV frames are always on the CPU (pinned when CUDA is available). crop: DeepLabCut's
     ``x1, x2, y1, y2``. stop: None or past the end means the probe's frame count. info: this file's
     :func:`probe_video`, when the caller has it already (reading many short stretches of one video).
+    ranges: instead of ``[start, stop)``, a list of ``(start, stop)`` of this video or ``(video, start, stop)``
+    (a path or a :class:`VideoInfo`) of any videos; the reader yields one batch per range, in this order
+    (training sequences: one reader for many of them). ``auto`` then picks the decoder every video gets
+    (else OpenCV); DALI needs ranges of one length.
     """
     if reader not in ("auto", "dali", "opencv"):
         raise ValueError(f"reader must be auto, dali or opencv, got {reader!r}")
@@ -80,7 +85,11 @@ def open_video(path, reader: str = "auto", device=None, batch_size: int = 16, cr
     if not 0 <= start <= stop:
         raise VideoError(info.path, f"frames start={start}, stop={stop} are not a range inside its "
                                     f"{info.n_frames} frames")
-    kw = dict(batch_size=int(batch_size), crop=box, start=start, stop=stop, prefetch=int(prefetch))
+    videos = [info]
+    if ranges is not None:
+        ranges = _check_ranges(ranges, info, box)
+        videos = list({i.path: i for i, _, _ in ranges}.values())
+    kw = dict(batch_size=int(batch_size), crop=box, start=start, stop=stop, prefetch=int(prefetch), ranges=ranges)
     if reader == "opencv":
         return OpenCVReader(info, **kw)
     if reader == "dali":
@@ -88,7 +97,8 @@ def open_video(path, reader: str = "auto", device=None, batch_size: int = 16, cr
             raise VideoError(info.path, "reader='dali' asked for, but DALI (nvidia-dali-cuda120) "
                                         "does not import")
         return DaliReader(info, device=dev, fallback=False, **kw)
-    backend, why = choose_reader(info, dev)
+    choices = {choose_reader(video, dev) for video in videos}
+    backend, why = choices.pop() if len(choices) == 1 else ("opencv", "its videos need different decoders")
     log_once(logger, ("choice", backend, why), logging.INFO, "video reader: %s (%s); first video %s",
              backend, why, info.path)
     if backend == "opencv":
@@ -99,3 +109,23 @@ def open_video(path, reader: str = "auto", device=None, batch_size: int = 16, cr
     except VideoError as e:
         logger.warning("%s; reading it with OpenCV instead", e)
         return OpenCVReader(info, **kw)
+
+
+def _check_ranges(ranges, info: VideoInfo, box) -> list[tuple[VideoInfo, int, int]]:
+    """``ranges`` as ``(info, start, stop)``: probed, ``stop`` past the end clipped, each non-empty, the crop
+    inside every video."""
+    infos = {info.path: info}
+    out = []
+    for item in ranges:
+        video, (r0, r1) = (info, item) if len(item) == 2 else (item[0], item[1:])
+        if not isinstance(video, VideoInfo):
+            video = infos.get(Path(video)) or probe_video(video)
+        infos.setdefault(video.path, video)
+        if box is not None:
+            parse_crop(box, video)
+        r0, r1 = int(r0), min(int(r1), video.n_frames)
+        if not 0 <= r0 < r1:
+            raise VideoError(video.path, f"range start={int(item[-2])}, stop={int(item[-1])} holds none of its "
+                                         f"{video.n_frames} frames")
+        out.append((video, r0, r1))
+    return out

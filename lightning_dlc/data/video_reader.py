@@ -9,6 +9,11 @@ length. Frames are uint8 RGB ``[B, 3, H, W]``, cropped as DeepLabCut's ``crop`` 
 ``video_sets`` in config.yaml: columns ``x1:x2``, rows ``y1:y2``). CPU frames are in pinned memory when
 CUDA is available, so ``batch.to("cuda", non_blocking=True)`` overlaps the copy.
 
+A reader opened with ``ranges`` (a list of ``(info, start, stop)``, possibly of several videos) yields
+instead one FrameBatch per range, in the order given, each holding that range's frame numbers (``indices``)
+with the same rules for undecodable frames: many short stretches (training sequences) are read by one reader,
+without opening a decoder for each.
+
 The frame count is the probe's (OpenCV's ``CAP_PROP_FRAME_COUNT``): frames a decoder cannot
 deliver up to that count, a truncated end included, are reported invalid.
 """
@@ -172,41 +177,62 @@ class BadFrames:
 
 
 class VideoReader:
-    """Frames ``[start, stop)`` of one video in batches; iterate (again) for :class:`FrameBatch` es."""
+    """Frames ``[start, stop)`` of one video in batches, or one batch per range of ``ranges``; iterate (again) for
+    :class:`FrameBatch` es.
+
+    ranges: None, or ``(info, start, stop)`` of any videos (``open_video`` checks them); then ``batch_size``,
+    ``start`` and ``stop`` are unused. crop applies to every video read.
+    """
 
     backend = ""
 
     def __init__(self, info: VideoInfo, batch_size: int = 16, crop=None, start: int = 0,
-                 stop: int | None = None, prefetch: int = 2):
+                 stop: int | None = None, prefetch: int = 2,
+                 ranges: list[tuple[VideoInfo, int, int]] | None = None):
         self.info = info
         self.batch_size = batch_size
         self.crop = crop
         self.start = start
         self.stop = info.n_frames if stop is None else stop
         self.prefetch = prefetch
-        x1, x2, y1, y2 = crop if crop is not None else (0, info.width, 0, info.height)
-        self.frame_size = (y2 - y1, x2 - x1)  # height, width of the frames yielded
+        self.ranges = None if ranges is None else [(i, int(s), int(e)) for i, s, e in ranges]
+        self.frame_size = self._frame_size(info)  # height, width of the frames yielded
         self._pin = torch.cuda.is_available()
+
+    def _frame_size(self, info: VideoInfo) -> tuple[int, int]:
+        x1, x2, y1, y2 = self.crop if self.crop is not None else (0, info.width, 0, info.height)
+        return y2 - y1, x2 - x1
 
     @property
     def n_frames(self) -> int:
+        if self.ranges is not None:
+            return sum(e - s for _, s, e in self.ranges)
         return self.stop - self.start
 
     def __len__(self) -> int:
+        if self.ranges is not None:
+            return len(self.ranges)
         return -(-self.n_frames // self.batch_size)
 
     def _ranges(self, first: int | None = None) -> Iterator[tuple[int, int]]:
         for b0 in range(self.start if first is None else first, self.stop, self.batch_size):
             yield b0, min(b0 + self.batch_size, self.stop)
 
-    def _empty(self, n: int, device=None, zero: bool = False) -> torch.Tensor:
-        shape = (n, 3, *self.frame_size)
+    def _reads(self) -> list[tuple[VideoInfo, int, int, int]]:
+        """What to decode: (video, start, stop, frames per batch): ``[start, stop)`` in batches, or each range
+        as one batch."""
+        if self.ranges is not None:
+            return [(i, s, e, e - s) for i, s, e in self.ranges]
+        return [(self.info, self.start, self.stop, self.batch_size)] if self.n_frames else []
+
+    def _empty(self, n: int, device=None, zero: bool = False, info: VideoInfo | None = None) -> torch.Tensor:
+        shape = (n, 3, *(self.frame_size if info is None else self._frame_size(info)))
         if device is not None and torch.device(device).type == "cuda":
             return (torch.zeros if zero else torch.empty)(shape, dtype=torch.uint8, device=device)
         return (torch.zeros if zero else torch.empty)(shape, dtype=torch.uint8, pin_memory=self._pin)
 
-    def _invalid_batch(self, b0: int, b1: int, device=None) -> FrameBatch:
-        frames = self._empty(b1 - b0, device, zero=True)
+    def _invalid_batch(self, b0: int, b1: int, device=None, info: VideoInfo | None = None) -> FrameBatch:
+        frames = self._empty(b1 - b0, device, zero=True, info=info)
         return FrameBatch(frames, torch.arange(b0, b1, dtype=torch.int64), torch.zeros(b1 - b0, dtype=torch.bool))
 
     def __iter__(self) -> Iterator[FrameBatch]:
@@ -222,5 +248,9 @@ class VideoReader:
         self.close()
 
     def __repr__(self) -> str:
+        if self.ranges is not None:
+            return (f"{type(self).__name__}({str(self.info.path)!r}, backend={self.backend}, "
+                    f"{len(self.ranges)} ranges of {len({i.path for i, _, _ in self.ranges})} video(s), "
+                    f"crop={self.crop})")
         return (f"{type(self).__name__}({str(self.info.path)!r}, backend={self.backend}, "
                 f"frames {self.start}:{self.stop}, batch_size={self.batch_size}, crop={self.crop})")

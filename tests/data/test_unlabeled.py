@@ -15,6 +15,7 @@ from lightning_dlc.data.demo import make_demo_project
 from lightning_dlc.data.demo_scene import render_scene
 from lightning_dlc.data.normalize import normalize_images
 from lightning_dlc.data.unlabeled import UnlabeledSequences
+from lightning_dlc.data.video import open_video
 from lightning_dlc.data.video_writer import write_video
 from video_frames import decode_rgb  # tests/video_frames.py
 
@@ -34,9 +35,12 @@ def clips(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("clips")
     scene = render_scene(n_frames=N, n_fish=2, width=W, height=H, fps=30.0, seed=3)
     paths = {"frames": scene.frames, "root": root}
+    other = render_scene(n_frames=N, n_fish=1, width=64, height=64, fps=30.0, seed=9).frames  # another size
     for name, codec, suffix in (("h264", "libx264", ".mp4"), ("vp9", "libvpx-vp9", ".webm")):
         paths[name] = root / f"clip_{name}{suffix}"
         write_video(paths[name], scene.frames, 30.0, codec)
+        paths[f"{name}_other"] = root / f"other_{name}{suffix}"
+        write_video(paths[f"{name}_other"], other, 30.0, codec)
     return paths
 
 
@@ -96,13 +100,15 @@ def test_short_and_broken_videos_are_skipped_and_counted(clips, damage, caplog):
     root.mkdir()
     write_video(root / "short.mp4", clips["frames"][:1], 30.0)  # fewer frames than one sequence
     (root / "junk.avi").write_text("not a video\n" * 20)
-    # frames 2-7 undecodable read from the start; a seek decodes from the keyframe (frame 0) through the damage
+    # frames 2-7 undecodable read from the start; reading on recovers after them, but a seek decodes from the
+    # keyframe (frame 0) through the damage and loses the frames after it: which later sequences decode depends on
+    # the order (one capture reads the whole pass, reading on when a sequence starts a few frames ahead)
     damage(clips["h264"], root / "damaged.mp4", length=1000)
     dataset = UnlabeledSequences(root, seq_len=2, batch_size=1, reader="opencv", n_batches=3, pad_multiple=1)
     assert [info.path.name for info in dataset.videos] == ["damaged.mp4"]
     assert dataset.counts["videos_skipped"] == 2
     seen = _sequences(dataset)
-    assert len(seen) == 3 and (0, 0) in {(v, int(index[0])) for v, index, _ in seen}
+    assert len(seen) == 3 and not {(v, int(index[0])) for v, index, _ in seen} & {(0, 2), (0, 4), (0, 6)}
     assert dataset.counts["sequences_skipped"] >= 1 and dataset.counts["bad_frames"] >= 1
     for _, index, frames in seen:  # what is yielded is the right frames
         assert np.abs(frames.astype(int) - clips["frames"][index]).mean() < 10
@@ -135,6 +141,103 @@ def test_dali_gpu_reader_gives_opencvs_sequences(clips):
         assert np.abs(f1.astype(int) - f2.astype(int)).mean(axis=(1, 2, 3)).max() < 3
     resized = next(iter(UnlabeledSequences(clips["h264"], reader="dali", device="cuda", resize=0.5, **kw)))
     assert resized["images"].is_cuda and resized["images"].shape[-2:] == (32, 32)
+
+
+# Two videos, starts out of order: a start behind the last range (a seek), one a few frames ahead (read on to),
+# a range read twice; all of one length (DALI's sequence_length).
+RANGES = [(1, 9, 14), (0, 3, 8), (0, 14, 19), (1, 0, 5), (0, 0, 5), (0, 6, 11), (1, 9, 14)]
+
+
+def _read_ranges(reader) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    with reader:
+        return [(b.indices.numpy(), b.valid.numpy(), b.frames.cpu().permute(0, 2, 3, 1).numpy()) for b in reader]
+
+
+def _one_reader_and_a_reader_per_range(paths, reader: str, device: str):
+    one = _read_ranges(open_video(paths[0], reader=reader, device=device,
+                                  ranges=[(paths[v], s, e) for v, s, e in RANGES]))
+    per = [_read_ranges(open_video(paths[v], reader=reader, device=device, batch_size=e - s, start=s, stop=e))[0]
+           for v, s, e in RANGES]
+    return one, per
+
+
+@pytest.mark.parametrize("codec,reader", [
+    ("h264", "opencv"),
+    pytest.param("vp9", "dali", marks=pytest.mark.skipif(not dali_available(), reason="DALI does not import")),
+])
+def test_one_reader_reads_many_ranges_as_a_reader_per_range_does(clips, codec, reader):
+    paths = [clips[codec], clips[f"{codec}_other"]]
+    one, per = _one_reader_and_a_reader_per_range(paths, reader, "cpu")
+    assert len(one) == len(RANGES)
+    references = [decode_rgb(p) for p in paths]
+    for (v, s, e), (index, valid, frames), (index1, _, frames1) in zip(RANGES, one, per, strict=True):
+        np.testing.assert_array_equal(index, np.arange(s, e))
+        assert valid.all() and frames.shape == references[v][s:e].shape
+        np.testing.assert_array_equal(index, index1)
+        np.testing.assert_array_equal(frames, frames1)  # the same decoder: the same pixels
+        if reader == "opencv":
+            np.testing.assert_array_equal(frames, references[v][s:e])
+        else:  # another YUV->RGB conversion than OpenCV's: close, not equal
+            assert np.abs(frames.astype(int) - references[v][s:e]).mean() < 3
+
+
+@pytest.mark.parametrize("codec,reader", [
+    ("h264", "opencv"),
+    pytest.param("vp9", "dali", marks=pytest.mark.skipif(not dali_available(), reason="DALI does not import")),
+])
+def test_a_damaged_sequence_is_skipped_and_counted_while_the_next_ones_read(clips, damage, tmp_path, codec, reader):
+    # frames 2-7 (H.264) or 4 on (VP9) cannot be decoded: the damage is in the middle of the file
+    damaged = damage(clips[codec], tmp_path / f"damaged{clips[codec].suffix}", length=1000)
+    dataset = UnlabeledSequences([damaged, clips[f"{codec}_other"]], seq_len=2, reader=reader, pad_multiple=1)
+    items = [(0, 0), (0, 4), (1, 6), (1, 2), (0, 0)]  # a bad sequence between good ones of both videos
+    got = list(dataset.read_sequences(items))
+    assert len(got) == len(items) and got[1] is None
+    assert dataset.counts["sequences_skipped"] == 1 and dataset.counts["bad_frames"] == 2
+    truth = [clips["frames"], render_scene(n_frames=N, n_fish=1, width=64, height=64, fps=30.0, seed=9).frames]
+    for (video, start), item in zip(items, got):
+        if item is not None:
+            frames, index = item
+            np.testing.assert_array_equal(index.numpy(), [start, start + 1])
+            assert np.abs(frames.permute(0, 2, 3, 1).numpy().astype(int) - truth[video][index.numpy()]).mean() < 10
+    assert got[0] is not None and got[2] is not None and got[3] is not None and got[4] is not None
+
+
+@pytest.mark.parametrize("codecs,reader,n_readers", [
+    (("h264", "h264_other"), "opencv", 1),
+    pytest.param(("h264", "vp9"), "auto", 2,  # OpenCV for H.264 and DALI's CPU reader for VP9, side by side
+                 marks=pytest.mark.skipif(not dali_available(), reason="DALI does not import")),
+])
+def test_a_pass_reads_its_sequences_in_order_through_one_reader_per_decoder(clips, monkeypatch, codecs, reader,
+                                                                           n_readers):
+    import lightning_dlc.data.unlabeled as unlabeled
+
+    opened = []
+
+    def opening(*args, **kwargs):
+        opened.append(kwargs["ranges"])
+        return open_video(*args, **kwargs)
+
+    monkeypatch.setattr(unlabeled, "open_video", opening)
+    dataset = UnlabeledSequences([clips[c] for c in codecs], seq_len=2, batch_size=2, reader=reader, device="cpu")
+    seen = _sequences(dataset)
+    assert len(seen) == len(dataset.sequences) == N  # the whole share, two videos of N // 2 sequences
+    assert [(v, int(index[0])) for v, index, _ in seen] == dataset.share(0)  # the seeded order
+    assert len(opened) == n_readers and sum(map(len, opened)) == N
+
+
+@pytest.mark.gpu
+def test_dali_gpu_reads_many_ranges_as_a_reader_per_range_does(clips):
+    paths = [clips["h264"], clips["h264_other"]]
+    one, per = _one_reader_and_a_reader_per_range(paths, "dali", "cuda")
+    with open_video(paths[0], reader="dali", device="cuda", ranges=[(p, 0, 5) for p in paths]) as reader:
+        assert reader.backend == "dali-gpu" and all(batch.frames.is_cuda for batch in reader)
+    references = [decode_rgb(p) for p in paths]
+    for (v, s, e), (index, valid, frames), (index1, _, frames1) in zip(RANGES, one, per, strict=True):
+        np.testing.assert_array_equal(index, np.arange(s, e))
+        np.testing.assert_array_equal(index, index1)
+        assert valid.all()
+        np.testing.assert_array_equal(frames, frames1)
+        assert np.abs(frames.astype(int) - references[v][s:e]).mean() < 3
 
 
 def test_datamodule_combines_labeled_and_unlabeled_loaders(tiny_demo):
