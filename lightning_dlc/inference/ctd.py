@@ -83,7 +83,7 @@ class ConditionalPredictor(Predictor):
         crop_h, crop_w = self.model.top_down.crop_size
         micro = self._micro(conditions.shape[0] * conditions.shape[1], crop_h, crop_w)
         refined = ctd_crops.predict(self.model, x, conditions, self.channels_last, self.autocast_dtype, micro,
-                                    self._net)
+                                    self._net, scale=scale)
         refined = torch.cat([to_original_pixels(refined[..., :2], scale), refined[..., 2:]], -1)
         n_unique = len(self.meta.unique_bodyparts)
         if unique is None:

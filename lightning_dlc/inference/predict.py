@@ -148,7 +148,7 @@ def predict_batch(model: PoseModel, images: torch.Tensor, scale: torch.Tensor | 
         if conditions is None:
             require_conditions(model, None)
         predicted = {"bodypart": ctd_predict(model, images, conditions, channels_last, autocast_dtype, micro_batch,
-                                             net)}
+                                             net, scale=scale)}
     elif top_down is not None:
         if boxes is None:
             raise ValueError("a top-down model needs boxes: a detector's (Predictor with detector=) or the user's")

@@ -154,7 +154,8 @@ class PoseModule(L.LightningModule):
                 torch.manual_seed(batch_idx)
                 conditions = ctd_crops.synthetic_conditions(top_down, batch["keypoints"], batch["sizes"],
                                                             batch["scale"], self.gen_sampling)
-            predicted = ctd_crops.predict(self.model, batch["image"], conditions, self.channels_last)
+            predicted = ctd_crops.predict(self.model, batch["image"], conditions, self.channels_last,
+                                          scale=batch["scale"])
             outputs = None
         elif top_down is not None:  # crops at the labeled animals' boxes, as DeepLabCut validates top-down models
             boxes = top_down.label_boxes(batch["keypoints"], batch["sizes"], batch["scale"])

@@ -97,13 +97,17 @@ def training_crops(top_down: TopDown, images: torch.Tensor, keypoints: torch.Ten
 
 @torch.no_grad()
 def predict(model, images: torch.Tensor, conditions: torch.Tensor, channels_last: bool = False,
-            autocast_dtype: torch.dtype | None = None, micro_batch: int | None = None, net=None) -> torch.Tensor:
+            autocast_dtype: torch.dtype | None = None, micro_batch: int | None = None, net=None,
+            scale: torch.Tensor | float = 1.0) -> torch.Tensor:
     """Refined poses ``[B, N, K, 3]`` (image pixels, score) of the animals proposed by ``conditions [B, N, K, 3]``
-    (image pixels; NaN / score 0: missing); row n refines condition n, NaN where condition n is empty."""
+    (image pixels; NaN / score 0: missing); row n refines condition n, NaN where condition n is empty.
+    ``scale``: the factor ``images`` were resized by (one number or one per image): the margin is in original
+    pixels, as in :func:`training_crops`, so crops show as much context as in training."""
     top_down: TopDown = model.top_down
     conditions = conditions.to(images.device, torch.float32)
     sizes = torch.tensor(images.shape[-2:], device=images.device).expand(images.shape[0], 2)
-    boxes = condition_boxes(conditions, sizes[:, None], top_down.margin)
+    scale = torch.as_tensor(scale, dtype=torch.float32, device=images.device).reshape(-1, 1)
+    boxes = condition_boxes(conditions, sizes[:, None], top_down.margin * scale)
     crops = top_down.crops(images, boxes)
     b, n, k = conditions.shape[:3]
     if not len(crops.image_index):
