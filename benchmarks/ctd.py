@@ -25,7 +25,7 @@ Prints one JSON line per measured thing (``part``: ``train``, ``evaluate``, ``tr
 test RMSE and mAP of each model, IDF1 / switches / found of each tracking, and the seconds of each step.
 ``--quick``: 128 px, 60 frames, 40 labeled, 8 + 8 epochs, 64 px crops: checks that it works (about 1 minute
 on 1 thread for demo3, 5 for fish10; the models are too short-trained to find the fish). Defaults: demo3 and
-hard 256 px, 300 frames, 80 labeled, 60 + 80 epochs, 128 px crops; fish10 200 frames, 60 labeled, 40 + 40
+hard 256 px, 300 frames, 80 labeled, 60 + 150 epochs (CTD at lr 1e-3), 64 px crops; fish10 200 frames, 60 labeled, 40 + 40
 epochs, 96 px crops. Estimated from --quick runs (CPU time: a bottom-up epoch of demo3 about 5 s, a CTD epoch
 about 20 s on one core): about 20 minutes for demo3 on 2 idle cores (``--threads 2``), 15-20 for fish10.
 """
@@ -47,7 +47,10 @@ from tracking_footage import in_view, read_tracks, score, track_file_truth
 
 TRACK_SUFFIX = {"ellipse": "_el", "box": "_bx", "skeleton": "_sk"}
 QUICK = {"size": 128, "frames": 60, "labeled": 40, "epochs": 8, "ctd_epochs": 8, "crop": 64}
-DEFAULTS = {"size": 256, "frames": 300, "labeled": N_LABELED, "epochs": 60, "ctd_epochs": 80, "crop": 128}
+# CTD from scratch: RTMPose's coordinate classifier predicts one template pose for every animal for its first
+# ~500 steps (a plain top-down RTMPose too); at lr 3e-3 it stayed there, at 1e-3 it memorised 4 images to 2.2 px in
+# 800 steps (64 px crops): hence --ctd-lr 1e-3 and 150 epochs (~1500 steps)
+DEFAULTS = {"size": 256, "frames": 300, "labeled": N_LABELED, "epochs": 60, "ctd_epochs": 150, "crop": 64}
 # ten fish: ten crops per image, and 1296x972 frames to decode: fewer frames and CTD epochs, smaller crops
 SCENE_DEFAULTS = {"fish10": {"frames": 200, "labeled": 60, "epochs": 40, "ctd_epochs": 40, "crop": 96}}
 
@@ -104,7 +107,8 @@ def train_both(config: Path, args) -> list[dict]:
     start = time.perf_counter()
     api.train_network(config, shuffle=2, epochs=args.ctd_epochs, save_epochs=args.ctd_epochs, batch_size=args.batch,
                       net_type=args.ctd_model, seed=args.seed,
-                      overrides=[*common, f"model.top_down.crop_size={crop}", f"conditions={bottom_up}",
+                      overrides=[*common, f"optimizer.lr={args.ctd_lr}", f"model.top_down.crop_size={crop}",
+                                 f"conditions={bottom_up}",
                                  *([f"model.heads.single.bodypart.input_size={crop}"] if "rtmpose" in args.ctd_model
                                    else [])])
     lines.append({"part": "train", "model": "ctd", "net_type": args.ctd_model, "crop": args.crop,
@@ -186,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="training batch (images)")
     p.add_argument("--backbone", default="regnetx_002", help="bottom-up timm backbone, from scratch")
     p.add_argument("--ctd-model", default="ctd_prenet_rtmpose_s", help="CTD net_type (conf/model)")
+    p.add_argument("--ctd-lr", type=float, default=1e-3, help="CTD model learning rate (from scratch)")
     p.add_argument("--tracker", default="ellipse", choices=tuple(TRACK_SUFFIX), help="bottom-up tracklets")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="training seed")

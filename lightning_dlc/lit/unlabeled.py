@@ -19,7 +19,7 @@ from torch import nn
 from lightning_dlc.data.crops import boxes_with_margin, from_crop
 from lightning_dlc.data.dataset import resize_points
 from lightning_dlc.models.ctd_crops import is_conditional
-from lightning_dlc.models.losses.soft_keypoints import soft_keypoints
+from lightning_dlc.models.losses.soft_keypoints import keypoint_scores, soft_keypoints
 from lightning_dlc.models.losses.unsupervised import PcaSingleViewLoss, UnsupervisedLoss
 from lightning_dlc.models.pose_model import PoseModel
 
@@ -122,13 +122,15 @@ def unsupervised_losses(model: PoseModel, losses: Mapping[str, UnsupervisedLoss]
     if channels_last:
         frames = frames.contiguous(memory_format=torch.channels_last)
     outputs, keypoints = frame_outputs(model, frames)
+    scores = keypoint_scores(model.heads["bodypart"], outputs) if keypoints is not None else None
     values = {}
     for name, loss in losses.items():
         if loss.reads == "heatmaps":
             n_peaks = 1 if model.top_down is not None else max(int(model.meta.max_individuals), 1)
             values[name] = loss(model.heads["bodypart"], outputs, n_peaks)
         elif name == "temporal":
-            values[name] = loss(keypoints.unflatten(0, (B, T)), unlabeled.get("frame_index"))
+            values[name] = loss(keypoints.unflatten(0, (B, T)), unlabeled.get("frame_index"),
+                                None if scores is None else scores.unflatten(0, (B, T)))
         else:
-            values[name] = loss(keypoints)
+            values[name] = loss(keypoints, scores)
     return values

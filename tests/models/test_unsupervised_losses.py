@@ -36,11 +36,27 @@ def test_soft_keypoints_recover_the_keypoints_of_ideal_maps(locref, tolerance):
     assert torch.allclose(got, POINTS[0, :, :, :2], atol=tolerance)
 
 
-def test_soft_keypoints_carry_gradients_to_the_maps():
+def test_soft_keypoints_carry_gradients_to_the_maps_not_the_offsets():
     h = head()
     outputs = {k: v.clone().requires_grad_(True) for k, v in ideal_outputs(h, POINTS).items()}
     soft_keypoints(h, outputs).sum().backward()
-    assert outputs["heatmap"].grad.abs().sum() > 0 and outputs["locref"].grad.abs().sum() > 0
+    assert outputs["heatmap"].grad.abs().sum() > 0
+    assert outputs["locref"].grad is None  # offsets learn from labels only
+
+
+def test_keypoints_the_head_has_not_found_are_left_out():
+    keypoints = torch.zeros(1, 3, 1, 2)
+    keypoints[0, 1, 0, 0] = 50.0  # a 50 px jump out and back
+    scores = torch.ones(1, 3, 1)
+    loss = TemporalLoss(epsilon=0.0, min_score=0.1)
+    assert loss(keypoints, scores=scores) > 0
+    scores[0, 1, 0] = 0.05  # the middle frame's keypoint is not found: no pair counts
+    assert loss(keypoints, scores=scores) == 0
+    pca = PcaSingleViewLoss(epsilon=0.0, min_score=0.1)
+    pca.fit(np.random.default_rng(0).normal(size=(40, 3, 2)) * [10.0, 1.0])
+    poses = torch.tensor([[[0.0, 0.0], [0.0, 30.0], [5.0, 0.0]]])
+    assert pca(poses, torch.ones(1, 3)) > 0
+    assert pca(poses, torch.tensor([[1.0, 0.05, 1.0]])) == 0
 
 
 def test_an_empty_map_reads_as_its_centre_not_a_corner():

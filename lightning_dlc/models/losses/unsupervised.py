@@ -52,19 +52,29 @@ class TemporalLoss(UnsupervisedLoss):
 
     name = "temporal"
 
-    def forward(self, keypoints: torch.Tensor, frame_index: torch.Tensor | None = None) -> torch.Tensor:
+    def __init__(self, weight: float = 1.0, epsilon: float = 0.0, min_score: float = 0.0, warmup_epochs: int = 0):
+        super().__init__(weight, epsilon, warmup_epochs)
+        self.min_score = float(min_score)
+
+    def forward(self, keypoints: torch.Tensor, frame_index: torch.Tensor | None = None,
+                scores: torch.Tensor | None = None) -> torch.Tensor:
         """``keypoints [B, T, K, 2]`` of T frames of each sequence; ``frame_index [B, T]``: pairs further
-        apart in the video than the sequence's step (``unlabeled.frame_stride``) are left out."""
+        apart in the video than the sequence's step (``unlabeled.frame_stride``) are left out; ``scores
+        [B, T, K]``: a pair where either keypoint scores below ``min_score`` is left out (a keypoint the head
+        has not found has no position to keep steady: counting it rewards flattening the maps)."""
         if keypoints.ndim != 4 or keypoints.shape[1] < 2:
             raise ValueError(f"temporal loss: keypoints [B, T >= 2, K, 2] expected, got {tuple(keypoints.shape)}")
         jumps = (keypoints[:, 1:] - keypoints[:, :-1]).norm(dim=-1)  # [B, T - 1, K]
         penalty = (jumps - self.epsilon).clamp(min=0)
-        if frame_index is None:
-            return penalty.mean()
-        gaps = frame_index[:, 1:] - frame_index[:, :-1]
-        step = gaps.clamp(min=1).min(dim=1, keepdim=True).values  # the sequence's stride
-        consecutive = ((gaps == step) & (gaps > 0)).to(penalty.dtype)[..., None]
-        return (penalty * consecutive).sum() / (consecutive.sum() * penalty.shape[-1]).clamp(min=1)
+        counted = torch.ones_like(penalty)
+        if frame_index is not None:
+            gaps = frame_index[:, 1:] - frame_index[:, :-1]
+            step = gaps.clamp(min=1).min(dim=1, keepdim=True).values  # the sequence's stride
+            counted = counted * ((gaps == step) & (gaps > 0)).to(penalty.dtype)[..., None]
+        if scores is not None:
+            found = (scores >= self.min_score).to(penalty.dtype)
+            counted = counted * found[:, 1:] * found[:, :-1]
+        return (penalty * counted).sum() / counted.sum().clamp(min=1)
 
 
 def centred_poses(keypoints: torch.Tensor) -> torch.Tensor:
@@ -85,8 +95,9 @@ class PcaSingleViewLoss(UnsupervisedLoss):
     name = "pca_singleview"
 
     def __init__(self, weight: float = 1.0, epsilon: float = 0.0, explained_variance: float = 0.99,
-                 warmup_epochs: int = 0):
+                 min_score: float = 0.0, warmup_epochs: int = 0):
         super().__init__(weight, epsilon, warmup_epochs)
+        self.min_score = float(min_score)
         if not 0 < explained_variance <= 1:
             raise ValueError(f"losses.pca_singleview.explained_variance must be in (0, 1], got {explained_variance}")
         self.explained_variance = float(explained_variance)
@@ -127,14 +138,18 @@ class PcaSingleViewLoss(UnsupervisedLoss):
                  100 * ratio[kept - 1], self.n_poses)
         return kept
 
-    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
-        """``keypoints [..., K, 2]`` -> the mean penalty over poses and keypoints."""
+    def forward(self, keypoints: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
+        """``keypoints [..., K, 2]`` -> the mean penalty over poses and keypoints; ``scores [..., K]``: a pose
+        with a keypoint scoring below ``min_score`` is left out (its shape is not known)."""
         if not self.fitted:
             return keypoints.sum() * 0.0
         vectors = centred_poses(keypoints.float()) - self.mean
         residual = vectors - (vectors @ self.components.T) @ self.components
-        distance = residual.unflatten(-1, (-1, 2)).norm(dim=-1)  # [..., K]
-        return (distance - self.epsilon).clamp(min=0).mean()
+        penalty = (residual.unflatten(-1, (-1, 2)).norm(dim=-1) - self.epsilon).clamp(min=0)  # [..., K]
+        if scores is None:
+            return penalty.mean()
+        counted = (scores >= self.min_score).all(-1, keepdim=True).to(penalty.dtype).expand_as(penalty)
+        return (penalty * counted).sum() / counted.sum().clamp(min=1)
 
 
 class UnimodalLoss(UnsupervisedLoss):
