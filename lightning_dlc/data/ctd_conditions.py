@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from lightning_dlc.project.errors import ProjectError
+from lightning_dlc.project.shuffles import ArraysOnlyUnpickler
+
 
 @dataclass(frozen=True)
 class GenerativeSampling:
@@ -241,11 +244,14 @@ def load_conditions(path: str | Path, bodyparts: Sequence[str] | None = None, n_
         per_key = {key: _clean(v) if len(v) else
                    np.zeros((0, len(bodyparts or ()), 3), np.float32) for key, v in items}
     elif suffix == ".pickle":
-        with path.open("rb") as f:
-            data = pickle.load(f)
-        frames = [key for key in data if isinstance(key, int)]
+        try:  # arrays and builtins only: a pickle can run code, and this one may come from anywhere
+            with path.open("rb") as f:
+                data = ArraysOnlyUnpickler(f).load()
+            data = {int(k): v for k, v in data.items() if isinstance(k, (int, np.integer))}
+        except Exception as e:
+            raise ProjectError(path, f"not a readable _assemblies.pickle of conditions: {e!r}") from e
         per_key = {i: _clean(np.stack(data[i], 0)) if len(data.get(i, ())) else None
-                   for i in range(max(frames, default=-1) + 1)}
+                   for i in range(max(data, default=-1) + 1)}
         if n_frames is not None and len(per_key) < n_frames:
             # DeepLabCut's assemblies omit the last frames without animals
             per_key.update({i: None for i in range(len(per_key), n_frames)})

@@ -137,6 +137,9 @@ def dataset_conditions(source, keys, meta, device=None) -> Callable[[dict], torc
         for i, key in enumerate(keys):
             table[i, : len(found[key])] = found[key]
         missing = sum(not len(found[key]) for key in keys)
+        if keys and missing == len(keys):  # nothing to refine: more likely rows named otherwise than no animals
+            raise ValueError(f"{path}: no conditions for any of the {len(keys)} images; its rows must be named as "
+                             f"the images are (e.g. {list(keys)[0]!r})")
         if missing:
             log.warning("%s: no conditions for %d of %d images (their animals are not predicted)", path, missing,
                         len(keys))

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from lightning_dlc.data.ctd_conditions import load_conditions
+from lightning_dlc.project.errors import ProjectError
 
 BODYPARTS = ["snout", "head", "tail"]
 
@@ -61,3 +62,16 @@ def test_json_and_assemblies_pickle(tmp_path):
         pickle.dump(assemblies, f)
     frames = load_conditions(tmp_path / "v_assemblies.pickle", BODYPARTS, n_frames=4)
     assert [len(f) for f in frames] == [1, 0, 0, 0]
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("a pickle ran code",))
+
+
+def test_an_assemblies_pickle_that_would_run_code_is_refused(tmp_path):
+    path = tmp_path / "v_assemblies.pickle"
+    with open(path, "wb") as f:
+        pickle.dump({0: [_Payload()]}, f)
+    with pytest.raises(ProjectError, match="v_assemblies.pickle"):
+        load_conditions(path, BODYPARTS, n_frames=1)

@@ -113,6 +113,12 @@ def test_evaluation_refines_the_bottom_up_poses_or_its_predictions_file(runs, tm
                                    conditions=predictions)
     # the file holds the same bottom-up poses: the same refined poses
     np.testing.assert_allclose(from_file["rmse"], rows["rmse"], rtol=1e-3)
+    renamed = pd.read_hdf(predictions)
+    renamed.index = [f"elsewhere/{i}" for i in range(len(renamed))]  # rows that name no image of the project
+    renamed.to_hdf(tmp_path / "renamed.h5", key="df_with_missing")
+    with pytest.raises(ValueError, match="no conditions for any"):
+        evaluate_snapshots(ctd, out_dir=tmp_path / "renamed", device="cpu", precision="32", verbose=False,
+                           conditions=tmp_path / "renamed.h5")
 
 
 def test_cli_analyzes_and_tracks_with_a_ctd_run(runs, tmp_path):
