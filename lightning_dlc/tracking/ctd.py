@@ -16,6 +16,7 @@ frames), so the analysis writes DeepLabCut's files with the tracks as individual
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -26,6 +27,8 @@ import numpy as np
 from lightning_dlc.evaluation.matching import oks_matrix
 from lightning_dlc.inference.ctd import ConditionalPredictor
 from lightning_dlc.project.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 OKS_SIGMA = 0.1  # DeepLabCut's sigma for the tracker's OKS (NMS and matching bottom-up animals)
 
@@ -237,6 +240,11 @@ def analyze_videos_tracking(predictor: ConditionalPredictor, videos, destfolder=
             if verbose:
                 print(f"{video}: failed: {e}", flush=True)
         if summary.status in ("analyzed", "resumed"):  # a skipped analysis may not have been tracked
+            if summary.status == "resumed":  # the tracker's state is not saved with the chunks
+                log.warning("%s: CTD tracking resumed after an interruption: from frame %d the tracks restarted "
+                            "from the bottom-up model, so a row may be another animal before and after it; "
+                            "overwrite=True tracks the whole video in one pass", video,
+                            summary.frames - summary.analyzed_frames)
             write_ctd_tracks(summary.h5)
         summaries.append(summary)
     return summaries
