@@ -206,11 +206,18 @@ def _check_bodyparts(found: Sequence[str], bodyparts: Sequence[str] | None, path
                          f"{list(bodyparts)} (a CTD model needs a bottom-up model of the same project)")
 
 
+def unseen_keypoints(poses: np.ndarray) -> np.ndarray:
+    """``[..., K]`` True where a pose ``[..., K, >=3]`` has no position or a score <= 0: no condition (the one rule
+    for predictions, files and tracked poses; tensors: :func:`lightning_dlc.models.ctd_crops.missing_as_nan`)."""
+    return ~np.isfinite(poses[..., :2]).all(-1) | ~(np.nan_to_num(poses[..., 2]) > 0)
+
+
 def _clean(pose: np.ndarray) -> np.ndarray:
-    """``[N, K, 3]``: missing keypoints (NaN, negative, score <= 0) NaN with score 0; animals with none dropped."""
+    """``[N, K, 3]``: missing keypoints (unseen or, as files write them, negative) NaN with score 0; animals with
+    none dropped."""
     pose = np.asarray(pose, dtype=np.float32)
     pose = (pose[None] if pose.ndim == 2 else pose)[..., :3].copy()  # assemblies carry a 4th column (affinity)
-    missing = np.isnan(pose).any(-1) | (pose < 0).any(-1) | (pose[..., 2] <= 0)
+    missing = unseen_keypoints(pose) | (pose[..., :2] < 0).any(-1)
     pose[missing] = (np.nan, np.nan, 0.0)
     return pose[(~missing).any(-1)]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_dlc.data.ctd_conditions import load_conditions
+from lightning_dlc.data.ctd_conditions import load_conditions, unseen_keypoints
 from lightning_dlc.data.dataset import resize_points, to_original_pixels
 from lightning_dlc.inference.predict import load_model, predict_batch
 from lightning_dlc.inference.predictor import Predictor
@@ -33,8 +33,7 @@ __all__ = ["ConditionalPredictor", "conditional_predictor", "dataset_conditions"
 def _as_conditions(poses: np.ndarray) -> np.ndarray:
     """Predictions ``[B, N, K, 3]`` as conditions: keypoints without a position or score NaN with score 0."""
     poses = np.array(poses[..., :3], dtype=np.float32)
-    missing = ~np.isfinite(poses[..., :2]).all(-1) | ~(np.nan_to_num(poses[..., 2]) > 0)
-    poses[missing] = (np.nan, np.nan, 0.0)
+    poses[unseen_keypoints(poses)] = (np.nan, np.nan, 0.0)
     return poses
 
 

@@ -48,7 +48,8 @@ def generative_sampling(node, meta) -> GenerativeSampling:
 
 
 def missing_as_nan(conditions: torch.Tensor) -> torch.Tensor:
-    """Conditions ``[..., K, 3]`` with every keypoint that is not finite (or has score <= 0) as NaN, score 0."""
+    """Conditions ``[..., K, 3]`` with every keypoint that is not finite (or has score <= 0) as NaN, score 0
+    (the tensor form of :func:`lightning_dlc.data.ctd_conditions.unseen_keypoints`)."""
     present = torch.isfinite(conditions[..., :2]).all(-1) & (torch.nan_to_num(conditions[..., 2], nan=0.0) > 0)
     missing = torch.tensor([float("nan"), float("nan"), 0.0], device=conditions.device, dtype=conditions.dtype)
     return torch.where(present[..., None], conditions, missing)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lightning_dlc.data.ctd_conditions import unseen_keypoints
 from lightning_dlc.evaluation.matching import oks_matrix
 from lightning_dlc.inference.ctd import ConditionalPredictor
 from lightning_dlc.project.io import atomic_path
@@ -173,8 +174,7 @@ def _place(predicted: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 def _proposals(poses: np.ndarray) -> np.ndarray:
     """Bottom-up animals with at least one keypoint (DeepLabCut's ``add_conditions`` filter)."""
-    seen = np.isfinite(poses[..., :2]).all(-1) & (np.nan_to_num(poses[..., 2]) > 0)
-    return poses[seen.any(-1)]
+    return poses[(~unseen_keypoints(poses)).any(-1)]
 
 
 class TrackingPredictor(ConditionalPredictor):
