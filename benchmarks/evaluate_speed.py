@@ -1,7 +1,7 @@
 """Evaluation speed, ours and (optionally) DeepLabCut's, in one run, on the same model and images.
 
     python benchmarks/evaluate_speed.py [--model resnet_50] [--configs auto 32] [--backends torch onnxruntime]
-                                        [--threads N] [--peer]
+                                        [--threads 1] [--rounds 2] [--peer]
 
 The shared openfield project (116 labeled images, 640x480) with a ``--model`` (default ``resnet_50``,
 DeepLabCut's net_type) from scratch: untrained weights evaluate at the same speed. Without ``--peer`` the
@@ -16,7 +16,9 @@ prints one JSON line: ``images_per_s`` (images / seconds of the whole call: mode
 the images, inference, metrics and DeepLabCut's files, as DeepLabCut's ``evaluate_network`` is
 timed), the precision ``auto`` chose, and the train/test RMSE. ``--peer`` adds DeepLabCut's line and a
 summary with the ratio of our fastest configuration's images/s to DeepLabCut's and each RMSE beside
-DeepLabCut's. The first configuration's line also carries what the CPU's arithmetic allows: the network's
+DeepLabCut's. Both engines run with ``--threads`` torch threads (1 by default: on a shared 2-core machine 2
+threads slowed the forward ~3x by an amount the other jobs set), in ``--rounds`` alternating rounds
+(DeepLabCut, then ours), each figure the median over the rounds. The first configuration's line also carries what the CPU's arithmetic allows: the network's
 GFLOP per image, the GFLOP/s of a large fp32 matrix product, and their ratio (``images_per_s_bound``, an
 upper bound for any engine in fp32; the summary divides it by DeepLabCut's images/s).
 
@@ -42,7 +44,7 @@ from peer import run_in_peer  # benchmarks/peer.py (scripts here run as `python 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO.parent / "shared" / "data/openfield-Pranav-2018-10-30"
 
-# DeepLabCut's side: argv = project, work folder, net_type, "time" or "setup"
+# DeepLabCut's side: argv = project, work folder, net_type, "time" or "setup", torch threads (0: torch's default)
 PEER_CODE = r'''
 import json, shutil, sys, time
 from pathlib import Path
@@ -53,6 +55,8 @@ from deeplabcut.pose_estimation_pytorch.models import PoseModel
 from deeplabcut.utils import auxiliaryfunctions
 
 project, work, net, what = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+if int(sys.argv[5]):
+    torch.set_num_threads(int(sys.argv[5]))
 copy = work / project.name
 config = str(copy / "config.yaml")
 if what == "setup":
@@ -157,7 +161,11 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["auto", "32"], help="precisions: auto, 32, bf16, 16")
     parser.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "onnxruntime"],
                         help="ours through torch (each of --configs) and/or onnxruntime (float32, once)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of ours (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of both engines (0: torch's default). On a shared 2-core machine two "
+                             "threads made the forward ~3x slower, by an amount set by the other jobs: 1 compares")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of DeepLabCut then ours (alternating: a machine whose speed drifts slows both)")
     parser.add_argument("--peer", action="store_true", help="also time DeepLabCut's evaluate_network on the same model")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--snapshot", help=argparse.SUPPRESS)
@@ -173,7 +181,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.peer:
-            (setup,) = run_in_peer(PEER_CODE, str(PROJECT), str(work), args.model, "setup")
+            (setup,) = run_in_peer(PEER_CODE, str(PROJECT), str(work), args.model, "setup", str(args.threads))
             snapshot = setup["train_dir"]
         else:
             from analyze_speed import make_snapshot
@@ -181,27 +189,41 @@ def main() -> None:
             snapshot = str(make_snapshot(args.model, work))
         runs = [(config, "torch") for config in args.configs if "torch" in args.backends]
         runs += [("32", "onnxruntime")] if "onnxruntime" in args.backends else []  # its graph is float32
-        results = []
-        for i, (config, backend) in enumerate(runs):
-            results.append(ours(config, backend, args, snapshot, work / f"ours-{backend}-{config}", bound=i == 0))
-            print(json.dumps(results[-1]), flush=True)
+        rounds = []  # per round: DeepLabCut's line (with --peer), then ours
+        for round_ in range(args.rounds):
+            theirs = []
+            if args.peer:
+                theirs = run_in_peer(PEER_CODE, str(PROJECT), str(work), args.model, "time", str(args.threads))
+                print(json.dumps({**theirs[0], "round": round_}), flush=True)
+            results = []
+            for i, (config, backend) in enumerate(runs):
+                results.append({**ours(config, backend, args, snapshot, work / f"ours-{backend}-{config}",
+                                       bound=i == 0 and round_ == 0), "round": round_})
+                print(json.dumps(results[-1]), flush=True)
+            rounds.append((theirs[0] if theirs else None, results))
         if args.peer:
-            (theirs,) = run_in_peer(PEER_CODE, str(PROJECT), str(work), args.model, "time")
-            print(json.dumps(theirs), flush=True)
-            best = max(results, key=lambda r: r["images_per_s"])
-            print(json.dumps({"summary": "evaluate images/s, ours / DeepLabCut",
-                              "ratio": round(best["images_per_s"] / theirs["images_per_s"], 3),
-                              "ours": best["images_per_s"], "ours_precision": best["chosen"],
-                              "ours_backend": best["backend"],
-                              "by_backend": {b: max(r["images_per_s"] for r in results if r["backend"] == b)
-                                             for b in dict.fromkeys(r["backend"] for r in results)},
-                              "deeplabcut": theirs["images_per_s"],
-                              "fp32_bound_over_deeplabcut": round(results[0]["images_per_s_bound"]
-                                                                  / theirs["images_per_s"], 3),
-                              "rmse": {f'{r["backend"]}-{r["precision"]}': [r.get("train_rmse"), r.get("test_rmse")]
-                                       for r in results},
-                              "deeplabcut_rmse": [theirs["train_rmse"], theirs["test_rmse"]]}), flush=True)
+            print(json.dumps(summary(rounds)), flush=True)
 
+
+def summary(rounds: list) -> dict:
+    """Each configuration's median images/s over the rounds, the fastest of ours over DeepLabCut's."""
+    import statistics
+
+    theirs = statistics.median(t["images_per_s"] for t, _ in rounds)
+    first = rounds[0][1]
+    ours_by_run = {(r["backend"], r["precision"]): statistics.median(res[i]["images_per_s"] for _, res in rounds)
+                   for i, r in enumerate(first)}
+    (backend, precision), best = max(ours_by_run.items(), key=lambda item: item[1])
+    return {"summary": "evaluate images/s, ours / DeepLabCut (medians over rounds)", "rounds": len(rounds),
+            "threads": rounds[0][0]["threads"], "ratio": round(best / theirs, 3), "ours": round(best, 3),
+            "ours_precision": next(r["chosen"] for r in first if (r["backend"], r["precision"]) == (backend,
+                                                                                                  precision)),
+            "ours_backend": backend,
+            "by_run": {f"{b}-{p}": round(v / theirs, 3) for (b, p), v in ours_by_run.items()},
+            "deeplabcut": round(theirs, 3),
+            "fp32_bound_over_deeplabcut": round(first[0]["images_per_s_bound"] / theirs, 3),
+            "rmse": {f'{r["backend"]}-{r["precision"]}': [r.get("train_rmse"), r.get("test_rmse")] for r in first},
+            "deeplabcut_rmse": [rounds[0][0]["train_rmse"], rounds[0][0]["test_rmse"]]}
 
 if __name__ == "__main__":
     main()
