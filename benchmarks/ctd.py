@@ -1,7 +1,7 @@
 """Conditional top-down (CTD): bottom-up alone vs bottom-up + CTD, and CTD tracking vs tracklets + stitching.
 
     python benchmarks/ctd.py [--scene demo3|fish10|hard] [--quick] [--epochs N] [--ctd-epochs N] [--size PX]
-        [--resize F] [--frames N] [--labeled N] [--crop PX] [--threads N] [--workdir DIR] [--seed S]
+        [--resize F] [--frames N] [--labeled N] [--crop PX] [--threads N] [--workdir DIR [--reuse]] [--seed S]
 
 Scenes: ``demo3`` (default): the demo project (lightning_dlc.data.demo, 3 fish, 5 bodyparts, ``--size`` px
 square); ``fish10``: the 10-fish, 9-bodypart, 1296x972 demo of benchmarks/multi_animal_speed.py
@@ -45,6 +45,7 @@ import numpy as np
 from tracking_accuracy import MODEL_OVERRIDES, N_FISH, N_LABELED, body_length
 from tracking_footage import in_view, read_tracks, score, track_file_truth
 
+TRAINED = "trained.json"  # the training lines, beside the models in --workdir (for --reuse)
 TRACK_SUFFIX = {"ellipse": "_el", "box": "_bx", "skeleton": "_sk"}
 QUICK = {"size": 128, "frames": 60, "labeled": 40, "epochs": 8, "ctd_epochs": 8, "crop": 64}
 # CTD from scratch: RTMPose's coordinate classifier predicts one template pose for every animal for its first
@@ -195,11 +196,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--workdir", type=Path, default=None, help="keep the project and outputs here")
+    p.add_argument("--reuse", action="store_true", help="--workdir's trained models: evaluate and track only")
     return p
 
 
 def main() -> None:
     args = parser().parse_args()
+    if args.reuse and not args.workdir:
+        sys.exit("--reuse needs the --workdir of an earlier run")
     sizes = QUICK if args.quick else {**DEFAULTS, **SCENE_DEFAULTS.get(args.scene, {})}
     for key, value in sizes.items():
         if getattr(args, key) is None:
@@ -222,9 +226,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        config = make_scene_project(args, work)
+        if args.reuse:  # a --workdir that holds both trained models: evaluate and track again
+            config = next(work.glob("*/config.yaml"))
+            lines = [emit(line) for line in json.loads((work / TRAINED).read_text())]
+        else:
+            config = make_scene_project(args, work)
+            lines = [emit(line) for line in train_both(config, args)]
+            (work / TRAINED).write_text(json.dumps(lines))
         truth, threshold = scene_truth(config)
-        lines = [emit(line) for line in train_both(config, args)]
         lines += [emit(line) for line in evaluate_both(config)]
         lines += [emit(line) for line in track_both(config, args, truth, threshold, work / "analysis")]
         emit(summarize(lines, args, threshold, time.perf_counter() - start))
