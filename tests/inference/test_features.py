@@ -126,7 +126,7 @@ def _reference_features(model, video: Path, keypoints: np.ndarray, resize: float
 @pytest.mark.slow  # analyzes a video per case
 def test_analysis_features_equal_a_separate_forward_pass(setup, tmp_path, resize, channels_last, micro_batch,
                                                          batch_size):
-    predictor = Predictor(setup.model, device="cpu", channels_last=channels_last, resize=resize,
+    predictor = Predictor(setup.model, device="cpu", channels_last=channels_last, resize=resize, precision="32",
                           micro_batch=micro_batch)
     summary = analyze_video(predictor, setup.video, tmp_path, batch_size=batch_size, chunk_frames=4, features=True,
                             reader="opencv", progress=False, verbose=False)

@@ -26,7 +26,8 @@ def built(review_project, tmp_path_factory):
     name = f"test-diagnostics-{uuid.uuid4().hex[:8]}"
     dataset = labeled_frames_dataset(review_project.snapshots, names=NAMES, name=name, device="cpu")
     out = tmp_path_factory.mktemp("evaluation")
-    results = evaluate_snapshots(review_project.snapshots, out_dir=out, device="cpu", verbose=False)
+    results = evaluate_snapshots(review_project.snapshots, out_dir=out, device="cpu", verbose=False,
+                                 precision="32")  # as the review predicts (auto is bf16 on CPUs with AVX512-BF16)
     tables = {run: pd.read_hdf(out / f"{scorer}.h5") for run, scorer in zip(NAMES, results["scorer"].unique())}
     yield dataset, results, tables
     fo.delete_dataset(name)
