@@ -137,10 +137,12 @@ class PoseModule(L.LightningModule):
                             list(self.unsupervised_losses))
                 self._warned_no_unlabeled = True
             return 0.0
-        values = unsupervised_losses(self.model, self.unsupervised_losses, unlabeled, self.channels_last)
+        values, measures = unsupervised_losses(self.model, self.unsupervised_losses, unlabeled, self.channels_last)
         batch_size = unlabeled["images"].shape[0]
         for name, value in values.items():
             self.log(f"train.loss_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+        for name, value in measures.items():  # what the keypoint losses judge, in pixels
+            self.log(f"train.{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
         return sum(self.unsupervised_losses[name].weight_at(self.current_epoch) * value
                    for name, value in values.items())
 

@@ -9,18 +9,19 @@ which pose (PCA) is unknown before assembly, which is not differentiable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from lightning_dlc.data.crops import boxes_with_margin, from_crop
+from lightning_dlc.data.crops import boxes_with_margin, from_crop, to_crop
 from lightning_dlc.data.dataset import resize_points
 from lightning_dlc.models.ctd_crops import is_conditional
 from lightning_dlc.models.losses.soft_keypoints import keypoint_scores, soft_keypoints
-from lightning_dlc.models.losses.unsupervised import PcaSingleViewLoss, UnsupervisedLoss
+from lightning_dlc.models.losses.unsupervised import KeypointTargets, PcaSingleViewLoss, UnsupervisedLoss
 from lightning_dlc.models.pose_model import PoseModel
 
 log = logging.getLogger(__name__)
@@ -87,50 +88,77 @@ def fit_pca(losses: Mapping[str, UnsupervisedLoss], datamodule) -> None:
             loss.fit(training_poses(datamodule))
 
 
-def _crop_keypoints(model: PoseModel, frames: torch.Tensor, boxes: torch.Tensor):
-    """Crops of ``frames`` at ``boxes [M, 1, 4]`` -> the pose head's outputs and keypoints in frame pixels."""
+class FrameOutputs(NamedTuple):
+    """The bodypart head's outputs on a batch of frames and one animal's keypoints read from them (``[M, K, 2]``
+    frame pixels, no gradient; None for multi-animal bottom-up models); ``to_head`` takes frame pixels to the
+    pixels of the head's input (a top-down model's crops)."""
+
+    outputs: dict
+    keypoints: torch.Tensor | None
+    to_head: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _unchanged(points: torch.Tensor) -> torch.Tensor:
+    return points
+
+
+def _crops_at(model: PoseModel, frames: torch.Tensor, boxes: torch.Tensor) -> FrameOutputs:
+    """The pose stage on crops of ``frames`` at ``boxes [M, 1, 4]``, keypoints in frame pixels."""
     crops = model.top_down.crops(frames, boxes)
     outputs = model(crops.images)["bodypart"]
-    points = soft_keypoints(model.heads["bodypart"], outputs)
-    return outputs, from_crop(points, crops.transforms.to(points.device))
+    transforms = crops.transforms
+    with torch.no_grad():
+        points = from_crop(soft_keypoints(model.heads["bodypart"], outputs), transforms.to(frames.device))
+    return FrameOutputs(outputs, points, lambda xy: to_crop(xy, transforms.to(xy.device)))
 
 
-def frame_outputs(model: PoseModel, frames: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """The bodypart head's outputs for normalized ``frames [M, 3, H, W]`` and one animal's keypoints
-    ``[M, K, 2]`` in input pixels (differentiable). A top-down model's pose stage crops each frame at the
-    box around its own prediction on the whole frame (unlabeled frames have no labels and no boxes)."""
+def frame_outputs(model: PoseModel, frames: torch.Tensor) -> FrameOutputs:
+    """The bodypart head on normalized ``frames [M, 3, H, W]`` (gradient kept) and one animal's keypoints. A
+    top-down model's pose stage crops each frame at the box around its own prediction on the whole frame
+    (unlabeled frames have no labels and no boxes)."""
+    head = model.heads["bodypart"]
     if model.top_down is None:
         outputs = model(frames)["bodypart"]
         if model.meta.multianimal and model.meta.max_individuals > 1:
-            return outputs, None  # several animals: no one set of keypoints (see check_losses)
-        return outputs, soft_keypoints(model.heads["bodypart"], outputs)
+            return FrameOutputs(outputs, None, _unchanged)  # several animals: no one set of keypoints
+        with torch.no_grad():
+            keypoints = soft_keypoints(head, outputs)
+        return FrameOutputs(outputs, keypoints, _unchanged)
     h, w = frames.shape[-2:]
     whole = frames.new_tensor([0.0, 0.0, w, h]).expand(len(frames), 1, 4)
     with torch.no_grad():
-        _, rough = _crop_keypoints(model, frames, whole)
+        rough = _crops_at(model, frames, whole).keypoints
         boxes = boxes_with_margin(rough[:, None], model.top_down.margin, size=(h, w))
-    return _crop_keypoints(model, frames, boxes)
+    return _crops_at(model, frames, boxes)
 
 
 def unsupervised_losses(model: PoseModel, losses: Mapping[str, UnsupervisedLoss], unlabeled: Mapping,
-                        channels_last: bool = False) -> dict[str, torch.Tensor]:
-    """Each loss (unweighted) on a batch of unlabeled sequences: ``images [B, T, 3, H, W]`` normalized as the
-    labeled images, ``frame_index [B, T]`` (contract of the unlabeled video loader)."""
+                        channels_last: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Each loss (unweighted, what is trained) on a batch of unlabeled sequences, and each keypoint loss's pixel
+    measure (``<name>_px``, no gradient). ``unlabeled``: ``images [B, T, 3, H, W]`` normalized as the labeled
+    images, ``frame_index [B, T]`` (contract of the unlabeled video loader)."""
     images = unlabeled["images"]
     B, T = images.shape[:2]
     frames = images.flatten(0, 1)
     if channels_last:
         frames = frames.contiguous(memory_format=torch.channels_last)
-    outputs, keypoints = frame_outputs(model, frames)
-    scores = keypoint_scores(model.heads["bodypart"], outputs) if keypoints is not None else None
-    values = {}
+    seen = frame_outputs(model, frames)
+    head = model.heads["bodypart"]
+    scores = keypoint_scores(head, seen.outputs) if seen.keypoints is not None else None
+    values, measures = {}, {}
     for name, loss in losses.items():
         if loss.reads == "heatmaps":
             n_peaks = 1 if model.top_down is not None else max(int(model.meta.max_individuals), 1)
-            values[name] = loss(model.heads["bodypart"], outputs, n_peaks)
-        elif name == "temporal":
-            values[name] = loss(keypoints.unflatten(0, (B, T)), unlabeled.get("frame_index"),
-                                None if scores is None else scores.unflatten(0, (B, T)))
+            values[name] = loss(head, seen.outputs, n_peaks)
+            continue
+        if name == "temporal":
+            keypoints = seen.keypoints.unflatten(0, (B, T))
+            args = (unlabeled.get("frame_index"), None if scores is None else scores.unflatten(0, (B, T)))
         else:
-            values[name] = loss(keypoints, scores)
-    return values
+            keypoints, args = seen.keypoints, (scores,)
+        measures[f"{name}_px"] = loss(keypoints, *args)
+        wanted = loss.targets(keypoints, *args)
+        wanted = KeypointTargets(seen.to_head(wanted.points.reshape(B * T, *wanted.points.shape[-2:])),
+                                 wanted.moved.reshape(B * T, -1), wanted.counted.reshape(B * T, -1))
+        values[name] = loss.head_loss(head, seen.outputs, wanted)
+    return values, measures

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from lightning_dlc.lit.pose import PoseModule
-from lightning_dlc.lit.unlabeled import check_losses, fit_pca, frame_outputs, training_poses
+from lightning_dlc.lit.unlabeled import check_losses, fit_pca, frame_outputs, training_poses, unsupervised_losses
+from lightning_dlc.models.losses.soft_keypoints import soft_keypoints
 from lightning_dlc.models.backbones import TimmBackbone
 from lightning_dlc.models.heads.heatmap import HeatmapHead
 from lightning_dlc.models.losses.unsupervised import PcaSingleViewLoss, TemporalLoss, UnimodalLoss
@@ -169,10 +170,16 @@ def test_top_down_pose_stage_takes_all_three():
     model = tiny_model(MULTI, top_down=TopDown(crop_size=(32, 32)))
     check_losses(model, all_losses())
     frames = torch.randn(2, 3, 48, 64)
-    outputs, keypoints = frame_outputs(model, frames)
-    assert keypoints.shape == (2, 2, 2) and outputs["heatmap"].shape[0] == 2
-    keypoints.sum().backward()
-    assert any(p.grad is not None for p in model.heads.parameters())
+    seen = frame_outputs(model, frames)
+    assert seen.keypoints.shape == (2, 2, 2) and seen.outputs["heatmap"].shape[0] == 2
+    in_crops = soft_keypoints(model.heads["bodypart"], seen.outputs)  # crop pixels
+    assert torch.allclose(seen.to_head(seen.keypoints), in_crops, atol=1e-3)  # frame pixels back to the crops
+    losses = all_losses()
+    losses["pca_singleview"].fit(np.random.default_rng(0).uniform(0, 30, (20, 2, 2)))
+    values, measures = unsupervised_losses(model, losses, unlabeled_batch(1, 2, size=48))
+    assert set(measures) == {"temporal_px", "pca_singleview_px"}
+    sum(values.values()).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.heads.parameters())
 
 
 # ---- end to end: two epochs on the demo project with its own video as unlabeled data ---------------------------

@@ -130,6 +130,70 @@ def test_pca_epsilon_is_a_hinge_per_keypoint():
     assert float(loss(moved)) > 0
 
 
+# ---- what the keypoint losses train: targets where the rule holds, the head's distance to them ---------------
+def test_temporal_targets_pull_a_lone_outlier_back_and_leave_steady_keypoints():
+    keypoints = sequence(1.0, 5)
+    keypoints[0, 2, 0] += torch.tensor([40.0, 0.0])  # keypoint 0 of frame 2 jumps out 40 px and back
+    loss = TemporalLoss(epsilon=5.0)
+    wanted = loss.targets(keypoints)
+    assert wanted.moved[0, :, 1].sum() == 0 and wanted.moved[0, :, 0].tolist() == [False, False, True, True, False]
+    assert wanted.counted.all()
+    shift = (wanted.points - keypoints).norm(dim=-1)[0, :, 0]
+    assert shift[2] > 38 and shift[1] == 0 and shift[3] <= 1  # the outlier comes back, its neighbours stay
+    assert float(loss(wanted.points)) == 0
+    pairs = TemporalLoss(epsilon=5.0).targets(keypoints[:, 1:3])  # 2 frames: each half the excess
+    assert (pairs.points - keypoints[:, 1:3]).norm(dim=-1)[0, :, 0].tolist() == pytest.approx([18.0, 18.0])
+    gap = loss.targets(keypoints, torch.tensor([[0, 1, 5, 6, 7]]))  # frame 2 is not next to frame 1
+    assert not gap.moved[0, :3].any()
+    steady = loss.targets(sequence(1.0, 5))
+    assert not steady.moved.any() and torch.equal(steady.points, sequence(1.0, 5))
+
+
+def test_pca_targets_bring_a_bent_pose_towards_the_subspace():
+    loss = PcaSingleViewLoss(epsilon=1.0)
+    loss.fit(labeled_poses())
+    pose = torch.tensor(labeled_poses(1, seed=2)[..., :2], dtype=torch.float32)
+    assert not loss.targets(pose).moved.any()
+    bent = pose.clone()
+    bent[0, 1, 1] += 15.0
+    wanted = loss.targets(bent)
+    assert wanted.moved[0, 1] and float(loss(wanted.points)) < 0.5 * float(loss(bent))
+    assert float(PcaSingleViewLoss().targets(bent).moved.sum()) == 0  # unfitted: nothing moves
+
+
+@pytest.mark.parametrize("locref", [True, False])
+def test_the_head_loss_is_zero_at_its_own_keypoints_and_moves_the_maps_to_the_targets(locref):
+    from lightning_dlc.models.losses.unsupervised import KeypointLoss, KeypointTargets
+
+    h = head(locref=locref)
+    outputs = ideal_outputs(h, POINTS)
+    here = POINTS[:, 0, :, :2]  # [1, 3, 2]
+    everyone = torch.ones(1, 3, dtype=torch.bool)
+    assert float(KeypointLoss.head_loss(h, outputs, KeypointTargets(here, everyone, everyone))) == pytest.approx(0, abs=1e-6)
+    target = here.clone()
+    target[0, 0] += torch.tensor([12.0, 0.0])
+    moved = torch.tensor([[True, False, False]])
+    maps = outputs["heatmap"].clone().requires_grad_(True)
+    value = KeypointLoss.head_loss(h, {**outputs, "heatmap": maps}, KeypointTargets(target, moved, everyone))
+    assert float(value.detach()) > 1e-4
+    value.backward()
+    assert maps.grad[0, 1:].abs().sum() == 0  # keypoints the rule leaves alone get no gradient
+    (x0, y0), (x1, y1) = ((int(v // h.stride) for v in xy) for xy in (here[0, 0], target[0, 0]))
+    assert maps.grad[0, 0, y0, x0] > 0 and maps.grad[0, 0, y1, x1] < 0  # down at the keypoint, up at the target
+
+
+def test_the_head_loss_reads_coordinate_classification_heads_too():
+    from lightning_dlc.models.heads.simcc import SimCCHead
+    from lightning_dlc.models.losses.soft_keypoints import ideal_output_error
+
+    h = SimCCHead(8, 32, 3, input_size=(64, 64), hidden=16, gau_qk_dim=8)
+    points = torch.tensor([[[20.0, 30.0], [40.0, 10.0], [33.0, 50.0]]])
+    targets = h.targets(torch.cat([points, torch.ones(1, 3, 1)], -1)[:, None], {})
+    outputs = {"x": targets["x"] * 3, "y": targets["y"] * 3}  # logits peaked at the keypoints
+    at, off = ideal_output_error(h, outputs, points), ideal_output_error(h, outputs, points + 8.0)
+    assert at.shape == (1, 3) and (off > at + 1e-3).all()
+
+
 # ---- unimodal ---------------------------------------------------------------------------------------------
 def add_blob(outputs: dict, h: HeatmapHead, x: float, y: float, height: float) -> dict:
     """A second peak of ``height`` in bodypart 0's map."""

@@ -100,6 +100,14 @@ def simcc_targets(
     return x, y, weights.to(keypoints.dtype)
 
 
+def kl_per_keypoint(logits: torch.Tensor, labels: torch.Tensor, beta: float = 10.0, label_softmax: bool = True,
+                    label_beta: float = 10.0) -> torch.Tensor:
+    """``KL(target || softmax(beta * logits))`` averaged over bins, ``[B, K]`` (see :func:`kl_discrete_loss`)."""
+    log_pred = (logits.float() * beta).log_softmax(-1)
+    target = (labels.float() * label_beta).softmax(-1) if label_softmax else labels.float()
+    return (torch.special.xlogy(target, target) - target * log_pred).mean(-1)
+
+
 def kl_discrete_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -114,9 +122,7 @@ def kl_discrete_loss(
     The target is ``softmax(label_beta * labels)`` with ``label_softmax``, else the labels.
     ``logits``, ``labels``: ``[B, K, bins]``; ``weights``: ``[B, K]`` or None (all 1).
     """
-    log_pred = (logits.float() * beta).log_softmax(-1)
-    target = (labels.float() * label_beta).softmax(-1) if label_softmax else labels.float()
-    per_keypoint = (torch.special.xlogy(target, target) - target * log_pred).mean(-1)
+    per_keypoint = kl_per_keypoint(logits, labels, beta, label_softmax, label_beta)
     if weights is not None:
         per_keypoint = per_keypoint * weights
     return per_keypoint.sum() / logits.shape[1]

@@ -1,8 +1,6 @@
-"""Keypoints and score maps read from head outputs *differentiably*, for the losses on unlabeled frames.
-
-The heads' own predictors take an argmax (no gradient); the unsupervised losses need keypoints that
-move with the weights, so here a keypoint is the centre of mass of its score map (a soft-argmax),
-corrected by the head's location-refinement offsets where it has them.
+"""What the losses on unlabeled frames read of head outputs: score maps (differentiable), keypoints (a
+soft-argmax: the centre of mass of a score map, corrected by the head's location-refinement offsets where
+it has them) and how far outputs are from the head's ideal outputs for given keypoints.
 """
 from __future__ import annotations
 
@@ -10,6 +8,7 @@ import torch
 from torch import nn
 
 from lightning_dlc.models.heads.heatmap_targets import grid_to_pixels
+from lightning_dlc.models.heads.simcc import kl_per_keypoint
 
 # a map with (almost) no positive mass has no centre: its keypoint is the map's centre instead of a corner
 _MIN_MASS = 1e-6
@@ -63,6 +62,24 @@ def heatmap_keypoints(maps: torch.Tensor, locref: torch.Tensor | None, stride: f
         offsets = locref.detach().float().reshape(B, K, 2, H, W)
         points = points + (offsets * weights[:, :, None]).sum((-2, -1)) * locref_std
     return points
+
+
+def ideal_output_error(head: nn.Module, outputs: dict[str, torch.Tensor], keypoints: torch.Tensor) -> torch.Tensor:
+    """``[B, K]``: how far each bodypart's outputs are from what the head would output for ``keypoints``
+    (``[B, K, 2]`` input pixels, or ``[B, N, K, 3]`` with visibility; its own training targets), gradient
+    kept. Heatmap heads: the MSE of the score map to the target map; RTMPose's coordinate classification:
+    the KL divergence of each axis' distribution to its target, as its own loss, averaged over x and y."""
+    if keypoints.ndim == 3:
+        keypoints = torch.cat([keypoints, torch.ones_like(keypoints[..., :1])], -1)[:, None]
+    keypoints = keypoints.detach()
+    if "x" in outputs and "y" in outputs:  # SimCCHead
+        targets = head.targets(keypoints, outputs)
+        return torch.stack([kl_per_keypoint(outputs[axis], targets[axis], head.beta, head.label_softmax,
+                                            head.label_beta) for axis in ("x", "y")]).mean(0)
+    maps = score_maps(head, outputs)
+    with torch.no_grad():
+        ideal = head.targets(keypoints, outputs)["heatmap"][:, :maps.shape[1]].float()
+    return ((maps - ideal) ** 2).mean((-2, -1))
 
 
 def keypoint_scores(head: nn.Module, outputs: dict[str, torch.Tensor]) -> torch.Tensor | None:

@@ -7,19 +7,27 @@
 - :class:`UnimodalLoss`: a heatmap has one peak per animal: distance (MSE) of each map to the head's own
   ideal map at its peaks, beyond ``epsilon``.
 
-Every loss is 0 on ideal input. Keypoints are ``[..., K, 2]`` input pixels, read from the heads
-differentiably (:mod:`lightning_dlc.models.losses.soft_keypoints`).
+Every loss is 0 on ideal input. Keypoints are ``[..., K, 2]`` input pixels.
+
+The two keypoint losses measure in pixels (``forward``: the ``train.<name>_px`` curve) but train in the head's
+own units: :meth:`KeypointLoss.targets` moves every keypoint that breaks the rule to where it would keep it (a
+jump cut to ``epsilon``, a pose brought to ``epsilon`` of the subspace), and :meth:`KeypointLoss.head_loss` is
+the distance of the head's outputs to its ideal outputs for those keypoints, like a label's. Differentiating
+the pixels instead (through a soft-argmax) gave gradients 10-20x the supervised loss's at Lightning Pose's
+weights (a map cell moves a keypoint by pixels, while the label loss is averaged over every cell): a model
+trained from scratch on 20 labels collapsed to one still pose (``benchmarks/unlabeled.py``).
 """
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from lightning_dlc.models.heads.heatmap_targets import decode_top_k
-from lightning_dlc.models.losses.soft_keypoints import heatmap_keypoints, score_maps
+from lightning_dlc.models.losses.soft_keypoints import heatmap_keypoints, ideal_output_error, score_maps
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +55,31 @@ class UnsupervisedLoss(nn.Module):
         return f"weight={self.weight}, epsilon={self.epsilon}, warmup_epochs={self.warmup_epochs}"
 
 
-class TemporalLoss(UnsupervisedLoss):
+class KeypointTargets(NamedTuple):
+    """Where a keypoint loss wants the keypoints ``points [..., K, 2]``; ``moved [..., K]``: the keypoints it
+    moves (they break its rule); ``counted [..., K]``: those it judged (found by the head, in a valid pair)."""
+
+    points: torch.Tensor
+    moved: torch.Tensor
+    counted: torch.Tensor
+
+
+class KeypointLoss(UnsupervisedLoss):
+    """A loss on keypoints: measured in pixels (``forward``), trained through :meth:`head_loss`."""
+
+    def targets(self, keypoints: torch.Tensor, *args, **kwargs) -> KeypointTargets:
+        raise NotImplementedError
+
+    @staticmethod
+    def head_loss(head: nn.Module, outputs: dict[str, torch.Tensor], targets: KeypointTargets) -> torch.Tensor:
+        """Distance of ``outputs`` (of frames ``[M]``) to the head's ideal outputs at ``targets`` (``[M, K, 2]``,
+        head input pixels) for the moved keypoints, averaged over the counted ones: 0 when none is moved."""
+        error = ideal_output_error(head, outputs, targets.points.detach())  # [M, K]
+        moved = targets.moved.to(error.dtype)
+        return (error * moved).sum() / targets.counted.sum().clamp(min=1)
+
+
+class TemporalLoss(KeypointLoss):
     """Mean over keypoints and consecutive frame pairs of ``max(0, |jump| - epsilon)`` (pixels)."""
 
     name = "temporal"
@@ -56,25 +88,55 @@ class TemporalLoss(UnsupervisedLoss):
         super().__init__(weight, epsilon, warmup_epochs)
         self.min_score = float(min_score)
 
+    def _jumps(self, keypoints, frame_index, scores):
+        """Each pair's jump ``[B, T - 1, K, 2]``, its excess over epsilon and whether it counts (``[B, T - 1, K]``)."""
+        if keypoints.ndim != 4 or keypoints.shape[1] < 2:
+            raise ValueError(f"temporal loss: keypoints [B, T >= 2, K, 2] expected, got {tuple(keypoints.shape)}")
+        jumps = keypoints[:, 1:] - keypoints[:, :-1]
+        excess = (jumps.norm(dim=-1) - self.epsilon).clamp(min=0)
+        counted = torch.ones_like(excess)
+        if frame_index is not None:
+            gaps = frame_index[:, 1:] - frame_index[:, :-1]
+            step = gaps.clamp(min=1).min(dim=1, keepdim=True).values  # the sequence's stride
+            counted = counted * ((gaps == step) & (gaps > 0)).to(excess.dtype)[..., None]
+        if scores is not None:
+            found = (scores >= self.min_score).to(excess.dtype)
+            counted = counted * found[:, 1:] * found[:, :-1]
+        return jumps, excess, counted
+
     def forward(self, keypoints: torch.Tensor, frame_index: torch.Tensor | None = None,
                 scores: torch.Tensor | None = None) -> torch.Tensor:
         """``keypoints [B, T, K, 2]`` of T frames of each sequence; ``frame_index [B, T]``: pairs further
         apart in the video than the sequence's step (``unlabeled.frame_stride``) are left out; ``scores
         [B, T, K]``: a pair where either keypoint scores below ``min_score`` is left out (a keypoint the head
         has not found has no position to keep steady: counting it rewards flattening the maps)."""
-        if keypoints.ndim != 4 or keypoints.shape[1] < 2:
-            raise ValueError(f"temporal loss: keypoints [B, T >= 2, K, 2] expected, got {tuple(keypoints.shape)}")
-        jumps = (keypoints[:, 1:] - keypoints[:, :-1]).norm(dim=-1)  # [B, T - 1, K]
-        penalty = (jumps - self.epsilon).clamp(min=0)
-        counted = torch.ones_like(penalty)
-        if frame_index is not None:
-            gaps = frame_index[:, 1:] - frame_index[:, :-1]
-            step = gaps.clamp(min=1).min(dim=1, keepdim=True).values  # the sequence's stride
-            counted = counted * ((gaps == step) & (gaps > 0)).to(penalty.dtype)[..., None]
-        if scores is not None:
-            found = (scores >= self.min_score).to(penalty.dtype)
-            counted = counted * found[:, 1:] * found[:, :-1]
-        return (penalty * counted).sum() / counted.sum().clamp(min=1)
+        _, excess, counted = self._jumps(keypoints, frame_index, scores)
+        return (excess * counted).sum() / counted.sum().clamp(min=1)
+
+    def targets(self, keypoints: torch.Tensor, frame_index: torch.Tensor | None = None,
+                scores: torch.Tensor | None = None) -> KeypointTargets:
+        """A keypoint in a pair that jumps beyond epsilon goes to the median (per axis) of the 3-frame window
+        around it (at a sequence's ends, the first or last 3 frames): a lone outlier comes back between its
+        neighbours, and its neighbours are not pulled towards it (cutting each jump, the gradient of the
+        pixel loss, would move them half way). A window with a pair left out (a gap in the video, a keypoint
+        not found) moves nothing. Sequences of 2 frames have no window: each keypoint of a breaking pair
+        moves half the excess towards the other."""
+        keypoints = keypoints.detach()
+        B, T = keypoints.shape[:2]
+        jumps, excess, counted = self._jumps(keypoints, frame_index, scores)
+        breaks = (excess * counted) > 0  # [B, T - 1, K]
+        in_break = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=keypoints.device)
+        in_break[:, :-1] |= breaks
+        in_break[:, 1:] |= breaks
+        if T == 2:
+            step = jumps / jumps.norm(dim=-1, keepdim=True).clamp(min=1e-6) * (excess * counted / 2)[..., None]
+            return KeypointTargets(keypoints + torch.cat([step, -step], 1), in_break, (counted > 0).expand(B, 2, -1))
+        starts = (torch.arange(T, device=keypoints.device) - 1).clamp(0, T - 3)
+        window = torch.stack([keypoints[:, starts + i] for i in range(3)], 2)  # [B, T, 3, K, 2]
+        median = window.median(dim=2).values
+        judged = (counted[:, starts] > 0) & (counted[:, starts + 1] > 0)  # both pairs of the window count
+        moved = in_break & judged & (median != keypoints).any(-1)
+        return KeypointTargets(torch.where(moved[..., None], median, keypoints), moved, judged)
 
 
 def centred_poses(keypoints: torch.Tensor) -> torch.Tensor:
@@ -83,7 +145,7 @@ def centred_poses(keypoints: torch.Tensor) -> torch.Tensor:
     return (keypoints - keypoints.mean(-2, keepdim=True)).flatten(-2)
 
 
-class PcaSingleViewLoss(UnsupervisedLoss):
+class PcaSingleViewLoss(KeypointLoss):
     """Distance of each keypoint of a pose to its projection on the labeled poses' principal subspace.
 
     :meth:`fit` (once, at the start of training, from the training split's labels only) keeps the
@@ -138,18 +200,37 @@ class PcaSingleViewLoss(UnsupervisedLoss):
                  100 * ratio[kept - 1], self.n_poses)
         return kept
 
+    def _residuals(self, keypoints: torch.Tensor, scores: torch.Tensor | None):
+        """Each keypoint's offset from the subspace ``[..., K, 2]`` and whether its pose counts ``[..., K]``
+        (every keypoint of the pose scored at least ``min_score``: else its shape is not known)."""
+        vectors = centred_poses(keypoints.float()) - self.mean
+        residual = (vectors - (vectors @ self.components.T) @ self.components).unflatten(-1, (-1, 2))
+        if scores is None:
+            counted = torch.ones(residual.shape[:-1], dtype=residual.dtype, device=residual.device)
+        else:
+            counted = (scores >= self.min_score).all(-1, keepdim=True).to(residual.dtype).expand(residual.shape[:-1])
+        return residual, counted
+
     def forward(self, keypoints: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
         """``keypoints [..., K, 2]`` -> the mean penalty over poses and keypoints; ``scores [..., K]``: a pose
-        with a keypoint scoring below ``min_score`` is left out (its shape is not known)."""
+        with a keypoint scoring below ``min_score`` is left out."""
         if not self.fitted:
             return keypoints.sum() * 0.0
-        vectors = centred_poses(keypoints.float()) - self.mean
-        residual = vectors - (vectors @ self.components.T) @ self.components
-        penalty = (residual.unflatten(-1, (-1, 2)).norm(dim=-1) - self.epsilon).clamp(min=0)  # [..., K]
-        if scores is None:
-            return penalty.mean()
-        counted = (scores >= self.min_score).all(-1, keepdim=True).to(penalty.dtype).expand_as(penalty)
+        residual, counted = self._residuals(keypoints, scores)
+        penalty = (residual.norm(dim=-1) - self.epsilon).clamp(min=0)  # [..., K]
         return (penalty * counted).sum() / counted.sum().clamp(min=1)
+
+    def targets(self, keypoints: torch.Tensor, scores: torch.Tensor | None = None) -> KeypointTargets:
+        """Each keypoint further than epsilon from the subspace moved along its offset, to epsilon of it."""
+        keypoints = keypoints.detach()
+        if not self.fitted:
+            nothing = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=keypoints.device)
+            return KeypointTargets(keypoints, nothing, nothing)
+        residual, counted = self._residuals(keypoints, scores)
+        distance = residual.norm(dim=-1)
+        excess = (distance - self.epsilon).clamp(min=0) * counted
+        shift = residual * (excess / distance.clamp(min=1e-6))[..., None]
+        return KeypointTargets(keypoints - shift.to(keypoints.dtype), excess > 0, counted > 0)
 
 
 class UnimodalLoss(UnsupervisedLoss):
@@ -182,8 +263,7 @@ class UnimodalLoss(UnsupervisedLoss):
             else:
                 peaks = decode_top_k(maps.clamp(0, 1), locref, head.stride, locref_std, n_peaks, self.min_peak)
                 peaks = torch.cat([peaks[..., :2], torch.isfinite(peaks[..., :1]).to(peaks.dtype)], -1)
-            ideal = head.targets(peaks, outputs)["heatmap"][:, :maps.shape[1]].float()
             counted = (peaks[..., 2] > 0).any(1).to(maps.dtype)  # [B, K]: maps with a peak
-        error = ((maps - ideal) ** 2).mean((-2, -1))  # [B, K]
+        error = ideal_output_error(head, outputs, peaks)  # [B, K]
         penalty = (error - self.epsilon).clamp(min=0)
         return (penalty * counted).sum() / counted.sum().clamp(min=1)
