@@ -8,6 +8,8 @@ stitching. The bottom-up model runs on the first frame, when no pose is left, an
 match no tracked one (OKS below ``threshold_bu_add``) fill the free rows. After each frame, keypoints
 scoring at most ``threshold_ctd`` or outside the frame are dropped from the next conditions, and
 two tracks that converged on one animal (OKS above ``threshold_nms``) are reduced to the older one.
+Ours, off by default: ``drop_unconfirmed`` drops a track the bottom-up model has not found in that many runs
+in a row (DeepLabCut's tracks live on while the CTD model scores them, even where the animal left or merged).
 
 :class:`CTDTracker` holds that state for one video (plain numpy, one frame at a time);
 :class:`TrackingPredictor` runs it inside the ordinary video analysis (batches are split into
@@ -36,7 +38,8 @@ OKS_SIGMA = 0.1  # DeepLabCut's sigma for the tracker's OKS (NMS and matching bo
 
 @dataclass
 class CTDTrackingConfig:
-    """DeepLabCut's ``CTDTrackingConfig``: names, meanings and defaults (see the module doc)."""
+    """DeepLabCut's ``CTDTrackingConfig``: names, meanings and defaults (see the module doc), and
+    ``drop_unconfirmed`` (ours; None, off, by default)."""
 
     bu_on_lost_idv: bool = True
     bu_min_frequency: int | None = None
@@ -44,6 +47,10 @@ class CTDTrackingConfig:
     threshold_bu_add: float = 0.25
     threshold_ctd: float = 0.01
     threshold_nms: float = 0.9
+    # ours, not DeepLabCut's: a track that no bottom-up animal confirms (OKS >= threshold_bu_add) in this many runs
+    # of the bottom-up model in a row is dropped, freeing its row for the animals it finds (None: DeepLabCut's
+    # tracker, whose tracks live on while the CTD model scores them, even on an animal that left or merged)
+    drop_unconfirmed: int | None = None
 
     @classmethod
     def build(cls, config: bool | dict | CTDTrackingConfig | None, video_fps: float | None = None) -> CTDTrackingConfig:
@@ -101,6 +108,7 @@ class CTDTracker:
         self.previous: np.ndarray | None = None  # [T, K, 3] the tracked poses, as conditions
         self.order: np.ndarray | None = None  # rows of the next prediction -> track ids
         self.ages: np.ndarray | None = None
+        self.unconfirmed: np.ndarray | None = None  # per track: bottom-up runs in a row that did not find it
 
     def conditions(self, bottom_up: Callable[[], np.ndarray]) -> np.ndarray:
         """The next frame's conditions ``[N, K, 3]``; ``bottom_up()`` gives the bottom-up animals when needed."""
@@ -114,7 +122,31 @@ class CTDTracker:
             return self.previous
         self.bu_age = 0
         proposed = _proposals(np.asarray(bottom_up(), np.float32)[..., :3])
+        if self.previous is not None and self.config.drop_unconfirmed is not None:
+            self._drop_unconfirmed(proposed)
         return proposed if self.previous is None else self._merge(proposed)
+
+    def _drop_unconfirmed(self, proposed: np.ndarray) -> None:
+        """Count, per track, the bottom-up runs in a row that found no animal on it; drop the tracks at
+        ``drop_unconfirmed`` (their rows go to the end of the order, free for new animals)."""
+        cfg = self.config
+        tracks = self.order[: len(self.previous)]
+        if self.unconfirmed is None:
+            self.unconfirmed = np.zeros(len(self.order), int)
+        found = proposed.copy()
+        found[found[..., 2] < cfg.threshold_ctd] = np.nan
+        best = np.nan_to_num(oks_matrix(self.previous, found, OKS_SIGMA), nan=0.0).max(-1, initial=0.0)
+        confirmed = best >= cfg.threshold_bu_add
+        self.unconfirmed[tracks[confirmed]] = 0
+        self.unconfirmed[tracks[~confirmed]] += 1
+        drop = self.unconfirmed[tracks] >= cfg.drop_unconfirmed
+        if not drop.any():
+            return
+        self.unconfirmed[tracks[drop]] = 0
+        self.ages[tracks[drop]] = 0
+        self.order = np.concatenate([tracks[~drop], tracks[drop], self.order[len(tracks):]])
+        self.previous = self.previous[~drop]
+        self.missing = True
 
     def _merge(self, proposed: np.ndarray) -> np.ndarray:
         """Tracked poses, then the bottom-up animals that match none (least similar first) in the free rows."""
@@ -159,7 +191,7 @@ class CTDTracker:
             self.ages[~keep] = 0
             self.missing = len(self.previous) != len(self.order)
         else:
-            self.previous = self.order = self.ages = None
+            self.previous = self.order = self.ages = self.unconfirmed = None
         return predicted
 
 

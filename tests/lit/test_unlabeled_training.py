@@ -203,5 +203,6 @@ def test_two_epochs_with_unlabeled_video_log_each_loss(tmp_path):
     scalars = EventAccumulator(str(out / "tensorboard")).Reload().Tags()["scalars"]
     for name in ("temporal", "pca_singleview", "unimodal"):
         assert f"train.loss_{name}" in scalars
+    assert {"train.temporal_px", "train.pca_singleview_px"} <= set(scalars)  # what they judge, in pixels
     snapshot = load_snapshot(out / "snapshot-002.ckpt")  # weights_only=True: plain data only
     assert all(key.startswith("model.") for key in snapshot["state_dict"]), "an ordinary snapshot"

@@ -81,6 +81,31 @@ def test_nothing_left_restarts_from_the_bottom_up_model():
     assert tracker.conditions(bu)[0, 0, 0] == pytest.approx(50) and bu.calls == 1
 
 
+@pytest.mark.parametrize("drop", [None, 3])
+def test_a_track_no_bottom_up_animal_confirms_is_dropped_only_when_asked(drop):
+    """The CTD model keeps a confident pose where the animal was (it left, or merged with another); the bottom-up
+    model, run every frame, finds the first animal and a new one elsewhere. DeepLabCut's tracker keeps the stale
+    track in its row forever; ``drop_unconfirmed=3`` frees the row after 3 runs and the new animal takes it."""
+    tracker = CTDTracker(CTDTrackingConfig(bu_min_frequency=1, drop_unconfirmed=drop))
+    tracker.conditions(Counter(np.stack([pose(10, 10), pose(100, 100)])))
+    tracker.update(np.stack([pose(10, 10), pose(100, 100)]), (200, 200))
+    bottom_up = Counter(np.stack([pose(10, 10), pose(150, 20)]))
+    stale = np.stack([pose(10, 10), pose(100, 100)])
+    for _ in range(2):  # the CTD model returns the stale pose whatever its conditions
+        cond = tracker.conditions(bottom_up)
+        np.testing.assert_allclose(cond[1], stale[1])  # unconfirmed once, twice: kept either way
+        tracker.update(stale, (200, 200))
+    cond = tracker.conditions(bottom_up)  # the third bottom-up run without it
+    if drop is None:
+        np.testing.assert_allclose(cond[1], stale[1])
+        assert len(cond) == 2
+    else:
+        assert len(cond) == 2 and cond[1, 0, 0] == pytest.approx(150)  # the new animal in the freed row
+        np.testing.assert_allclose(cond[0], stale[0])  # the confirmed track is untouched
+        out = tracker.update(np.stack([pose(11, 10), pose(151, 20)]), (200, 200))
+        assert out[0, 0, 0] == pytest.approx(11) and out[1, 0, 0] == pytest.approx(151)
+
+
 def test_nms_oks_keeps_the_best_of_overlapping_poses():
     poses = np.stack([pose(10, 10, 0.5), pose(10.2, 10, 0.9), pose(100, 100, 0.7)])
     assert nms_oks(poses, 0.9, 0.01).tolist() == [False, True, True]
