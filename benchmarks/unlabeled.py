@@ -2,7 +2,7 @@
 
     python benchmarks/unlabeled.py [--frames 20] [--epochs 40] [--net resnet_18] [--resize 0.5]
         [--losses temporal,pca_singleview,unimodal] [--warmup-epochs 10] [--max-frames 300] [--device cpu]
-        [--workdir DIR]
+        [--set losses.temporal.epsilon=10 ...] [--workdir DIR]
 
 Data: a fresh copy of the shared openfield project (116 labeled 640x480 frames, one mouse). Shuffle 1 is
 our seeded 95 % split; the benchmark's shuffles 2 and 3 train on the first ``--frames`` images of its
@@ -115,7 +115,7 @@ def run(args, config: Path, shuffle: int, trainset: int, video: Path, clip_path:
                  "eval_interval=0", "logger=csv", "trainer.enable_progress_bar=false", f"seed={args.seed}"]
     if losses:
         overrides += ["unlabeled=videos", f"unlabeled.videos=[{video}]", f"losses=[{','.join(losses)}]",
-                      *(f"losses.{name}.warmup_epochs={args.warmup_epochs}" for name in losses)]
+                      *(f"losses.{name}.warmup_epochs={args.warmup_epochs}" for name in losses), *args.set]
     print(f"shuffle {shuffle}: {args.net}, {args.epochs} epochs, losses={losses or 'none'} ...",
           file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -148,6 +148,8 @@ def main() -> None:
     parser.add_argument("--resize", type=float, default=0.5, help="image scale factor for training and inference")
     parser.add_argument("--losses", default="temporal,pca_singleview,unimodal")
     parser.add_argument("--warmup-epochs", type=int, default=10, help="epochs over which the losses' weights ramp up")
+    parser.add_argument("--set", nargs="*", default=[], metavar="OVERRIDE",
+                        help="more overrides for the run with the losses, e.g. losses.temporal.epsilon=10")
     parser.add_argument("--max-frames", type=int, default=300, help="video frames analysed for the jumps (0: all)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--device", default="cpu")
@@ -170,7 +172,7 @@ def main() -> None:
         print(json.dumps({
             "summary": "unsupervised losses on unlabeled video, openfield", "net": args.net, "epochs": args.epochs,
             "train_images": n_train, "test_images": n_test, "resize": args.resize, "device": args.device,
-            "warmup_epochs": args.warmup_epochs,
+            "warmup_epochs": args.warmup_epochs, "losses": args.losses, "set": args.set,
             "without": {k: without[k] for k in ("test_rmse", "jump_median_px", "jump_p99_px", "frames_below_pcutoff",
                                                 "train_seconds")},
             "with": {k: with_[k] for k in ("test_rmse", "jump_median_px", "jump_p99_px", "frames_below_pcutoff",

@@ -194,6 +194,22 @@ def test_the_head_loss_reads_coordinate_classification_heads_too():
     assert at.shape == (1, 3) and (off > at + 1e-3).all()
 
 
+def test_pca_auto_epsilon_is_what_the_labels_themselves_stray():
+    poses = labeled_poses(60)
+    rng = np.random.default_rng(3)
+    poses[..., :2] += rng.normal(0, 0.5, poses[..., :2].shape)  # labeling noise off the one shape direction
+    loss = PcaSingleViewLoss(epsilon="auto", explained_variance=0.9)
+    assert loss.epsilon == 0 and loss.fit(poses) == 1
+    assert 0.5 < loss.epsilon < 3.0  # about the noise, in pixels
+    scaled = PcaSingleViewLoss(epsilon="auto", explained_variance=0.9)
+    scaled.fit(poses * [4.0, 4.0, 1.0])  # the same animal filmed 4x larger
+    assert scaled.epsilon == pytest.approx(4 * loss.epsilon, rel=1e-3)
+    fitted = torch.tensor(poses[:, :, :2], dtype=torch.float32)
+    assert float((loss._residuals(fitted, None)[0].norm(dim=-1) > loss.epsilon).float().mean()) <= 0.02  # 1 % of 240 keypoints, and ties
+    with pytest.raises(ValueError, match="pixels or 'auto'"):
+        PcaSingleViewLoss(epsilon="big")
+
+
 # ---- unimodal ---------------------------------------------------------------------------------------------
 def add_blob(outputs: dict, h: HeatmapHead, x: float, y: float, height: float) -> dict:
     """A second peak of ``height`` in bodypart 0's map."""

@@ -151,14 +151,22 @@ class PcaSingleViewLoss(KeypointLoss):
     :meth:`fit` (once, at the start of training, from the training split's labels only) keeps the
     components explaining ``explained_variance`` of the centred labeled poses; the loss is the mean
     over keypoints of ``max(0, |pose - projection|_keypoint - epsilon)`` in pixels. Until fitted
-    (or fitted to too few poses to leave a residual space) it is 0.
+    (or fitted to too few poses to leave a residual space) it is 0. ``epsilon="auto"``: measured at the
+    fit, the ``auto_percentile`` percentile of the labeled keypoints' own distances to the subspace (what
+    the labels themselves stray; Lightning Pose's empirical epsilon), so it follows the project's scale.
     """
 
     name = "pca_singleview"
 
-    def __init__(self, weight: float = 1.0, epsilon: float = 0.0, explained_variance: float = 0.99,
-                 min_score: float = 0.0, warmup_epochs: int = 0):
-        super().__init__(weight, epsilon, warmup_epochs)
+    def __init__(self, weight: float = 1.0, epsilon: float | str = 0.0, explained_variance: float = 0.99,
+                 min_score: float = 0.0, warmup_epochs: int = 0, auto_percentile: float = 99.0):
+        self.auto_epsilon = epsilon == "auto"
+        if isinstance(epsilon, str) and not self.auto_epsilon:
+            raise ValueError(f"losses.pca_singleview.epsilon must be pixels or 'auto', got {epsilon!r}")
+        super().__init__(weight, 0.0 if self.auto_epsilon else epsilon, warmup_epochs)
+        if not 0 <= auto_percentile <= 100:
+            raise ValueError(f"losses.pca_singleview.auto_percentile must be in [0, 100], got {auto_percentile}")
+        self.auto_percentile = float(auto_percentile)
         self.min_score = float(min_score)
         if not 0 < explained_variance <= 1:
             raise ValueError(f"losses.pca_singleview.explained_variance must be in (0, 1], got {explained_variance}")
@@ -198,6 +206,11 @@ class PcaSingleViewLoss(KeypointLoss):
                         kept, k)
         log.info("pca_singleview: %d components explain %.1f%% of %d labeled poses' variance", kept,
                  100 * ratio[kept - 1], self.n_poses)
+        if self.auto_epsilon:
+            residual, _ = self._residuals(torch.as_tensor(poses, dtype=torch.float32, device=device), None)
+            self.epsilon = float(np.percentile(residual.norm(dim=-1).cpu().numpy(), self.auto_percentile))
+            log.info("pca_singleview: epsilon auto = %.2f px (the %g percentile of the labels' own distances)",
+                     self.epsilon, self.auto_percentile)
         return kept
 
     def _residuals(self, keypoints: torch.Tensor, scores: torch.Tensor | None):
