@@ -151,13 +151,14 @@ def unsupervised_losses(model: PoseModel, losses: Mapping[str, UnsupervisedLoss]
             n_peaks = 1 if model.top_down is not None else max(int(model.meta.max_individuals), 1)
             values[name] = loss(head, seen.outputs, n_peaks)
             continue
-        if name == "temporal":
+        if loss.reads == "sequences":  # [B, T, K, 2] and where each frame is in the video
             keypoints = seen.keypoints.unflatten(0, (B, T))
-            args = (unlabeled.get("frame_index"), None if scores is None else scores.unflatten(0, (B, T)))
-        else:
-            keypoints, args = seen.keypoints, (scores,)
-        measures[f"{name}_px"] = loss(keypoints, *args)
-        wanted = loss.targets(keypoints, *args)
+            given = {"frame_index": unlabeled.get("frame_index"),
+                     "scores": None if scores is None else scores.unflatten(0, (B, T))}
+        else:  # "keypoints": one pose per frame, [B * T, K, 2]
+            keypoints, given = seen.keypoints, {"scores": scores}
+        measures[f"{name}_px"] = loss(keypoints, **given)
+        wanted = loss.targets(keypoints, **given)
         wanted = KeypointTargets(seen.to_head(wanted.points.reshape(B * T, *wanted.points.shape[-2:])),
                                  wanted.moved.reshape(B * T, -1), wanted.counted.reshape(B * T, -1))
         values[name] = loss.head_loss(head, seen.outputs, wanted)

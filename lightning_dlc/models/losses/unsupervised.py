@@ -38,7 +38,9 @@ class UnsupervisedLoss(nn.Module):
     predictions satisfy temporal and unimodal losses; the labels get a head start)."""
 
     name = "unsupervised"
-    reads = "keypoints"  # or "heatmaps": what the training step hands to forward
+    # what the training step hands to forward (by keyword): "keypoints" (one pose per frame, [M, K, 2], scores=),
+    # "sequences" ([B, T, K, 2], frame_index=, scores=) or "heatmaps" (the head and its outputs)
+    reads = "keypoints"
 
     def __init__(self, weight: float = 1.0, epsilon: float = 0.0, warmup_epochs: int = 0):
         super().__init__()
@@ -83,6 +85,7 @@ class TemporalLoss(KeypointLoss):
     """Mean over keypoints and consecutive frame pairs of ``max(0, |jump| - epsilon)`` (pixels)."""
 
     name = "temporal"
+    reads = "sequences"
 
     def __init__(self, weight: float = 1.0, epsilon: float = 0.0, min_score: float = 0.0, warmup_epochs: int = 0):
         super().__init__(weight, epsilon, warmup_epochs)
