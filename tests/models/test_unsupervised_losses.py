@@ -194,6 +194,20 @@ def test_the_head_loss_reads_coordinate_classification_heads_too():
     assert at.shape == (1, 3) and (off > at + 1e-3).all()
 
 
+def test_pca_targets_move_the_wrong_keypoint_and_leave_the_right_ones():
+    loss = PcaSingleViewLoss(epsilon=2.0)
+    loss.fit(labeled_poses())
+    pose = torch.tensor(labeled_poses(3, seed=4)[..., :2], dtype=torch.float32)
+    np.testing.assert_allclose(loss.robust_reconstruction(pose), pose, atol=1e-2)  # on the subspace: itself
+    wrong = pose.clone()
+    wrong[:, 3] += torch.tensor([-12.0, 25.0])  # the tail keypoint far off, in every pose
+    wanted = loss.targets(wrong)
+    assert wanted.moved[:, 3].all() and not wanted.moved[:, :3].any()  # the plain projection moves all four
+    assert torch.allclose(wanted.points[:, :3], wrong[:, :3])
+    back = (wanted.points[:, 3] - pose[:, 3]).norm(dim=-1)
+    assert (back <= 4.0).all() and (back < 0.2 * 27.7).all()  # near where it belongs (27.7 px off before)
+
+
 def test_pca_auto_epsilon_is_what_the_labels_themselves_stray():
     poses = labeled_poses(60)
     rng = np.random.default_rng(3)
