@@ -204,6 +204,8 @@ def test_pca_targets_move_the_wrong_keypoint_and_leave_the_right_ones():
     wanted = loss.targets(wrong)
     assert wanted.moved[:, 3].all() and not wanted.moved[:, :3].any()  # the plain projection moves all four
     assert torch.allclose(wanted.points[:, :3], wrong[:, :3])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # trainer.precision=bf16-mixed: the fit stays float32
+        assert torch.equal(loss.targets(wrong).points, wanted.points)
     back = (wanted.points[:, 3] - pose[:, 3]).norm(dim=-1)
     assert (back <= 4.0).all() and (back < 0.2 * 27.7).all()  # near where it belongs (27.7 px off before)
 

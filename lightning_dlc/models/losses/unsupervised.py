@@ -266,13 +266,14 @@ class PcaSingleViewLoss(KeypointLoss):
         ridge = 1e-6 * torch.eye(design.shape[1], device=points.device)
         weights = torch.ones(len(points), k, device=points.device)
         threshold = max(self.epsilon, 1.0)
-        for _ in range(iterations):
-            w = weights.repeat_interleave(2, dim=1)  # [M, 2K]
-            normal = torch.einsum("mj,ja,jb->mab", w, design, design) + ridge
-            coefficients = torch.linalg.solve(normal, torch.einsum("mj,ja,mj->ma", w, design, target))
-            fitted = coefficients @ design.T + self.mean
-            distance = (points - fitted).unflatten(-1, (k, 2)).norm(dim=-1)
-            weights = (threshold / distance.clamp(min=1e-6)).clamp(max=1.0)
+        with torch.autocast(points.device.type, enabled=False):  # mixed precision has no half-precision solve
+            for _ in range(iterations):
+                w = weights.repeat_interleave(2, dim=1)  # [M, 2K]
+                normal = torch.einsum("mj,ja,jb->mab", w, design, design) + ridge
+                coefficients = torch.linalg.solve(normal, torch.einsum("mj,ja,mj->ma", w, design, target))
+                fitted = coefficients @ design.T + self.mean
+                distance = (points - fitted).unflatten(-1, (k, 2)).norm(dim=-1)
+                weights = (threshold / distance.clamp(min=1e-6)).clamp(max=1.0)
         return fitted.reshape(shape).to(keypoints.dtype) if keypoints.is_floating_point() else fitted.reshape(shape)
 
 
