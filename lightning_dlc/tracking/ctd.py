@@ -122,20 +122,23 @@ class CTDTracker:
             return self.previous
         self.bu_age = 0
         proposed = _proposals(np.asarray(bottom_up(), np.float32)[..., :3])
-        if self.previous is not None and self.config.drop_unconfirmed is not None:
-            self._drop_unconfirmed(proposed)
-        return proposed if self.previous is None else self._merge(proposed)
+        if self.previous is None:
+            return proposed
+        confident = proposed.copy()  # what matches tracks: keypoints scoring at least threshold_ctd
+        confident[confident[..., 2] < self.config.threshold_ctd] = np.nan
+        if self.config.drop_unconfirmed is not None:
+            self._drop_unconfirmed(confident)
+        return self._merge(confident)
 
-    def _drop_unconfirmed(self, proposed: np.ndarray) -> None:
-        """Count, per track, the bottom-up runs in a row that found no animal on it; drop the tracks at
-        ``drop_unconfirmed`` (their rows go to the end of the order, free for new animals)."""
+    def _drop_unconfirmed(self, confident: np.ndarray) -> None:
+        """Count, per track, the bottom-up runs in a row that found no animal on it (``confident``: the bottom-up
+        animals, low-scoring keypoints NaN); drop the tracks at ``drop_unconfirmed`` (their rows go to the end of
+        the order, free for new animals)."""
         cfg = self.config
         tracks = self.order[: len(self.previous)]
         if self.unconfirmed is None:
             self.unconfirmed = np.zeros(len(self.order), int)
-        found = proposed.copy()
-        found[found[..., 2] < cfg.threshold_ctd] = np.nan
-        best = np.nan_to_num(oks_matrix(self.previous, found, OKS_SIGMA), nan=0.0).max(-1, initial=0.0)
+        best = np.nan_to_num(oks_matrix(self.previous, confident, OKS_SIGMA), nan=0.0).max(-1, initial=0.0)
         confirmed = best >= cfg.threshold_bu_add
         self.unconfirmed[tracks[confirmed]] = 0
         self.unconfirmed[tracks[~confirmed]] += 1
@@ -148,10 +151,9 @@ class CTDTracker:
         self.previous = self.previous[~drop]
         self.missing = True
 
-    def _merge(self, proposed: np.ndarray) -> np.ndarray:
+    def _merge(self, confident: np.ndarray) -> np.ndarray:
         """Tracked poses, then the bottom-up animals that match none (least similar first) in the free rows."""
-        cond = proposed.copy()
-        cond[cond[..., 2] < self.config.threshold_ctd] = np.nan
+        cond = confident
         countable = (~np.isnan(cond).any(-1)).sum(-1) > 1
         if not countable.any():
             return self.previous

@@ -76,7 +76,7 @@ class KeypointLoss(UnsupervisedLoss):
     def head_loss(head: nn.Module, outputs: dict[str, torch.Tensor], targets: KeypointTargets) -> torch.Tensor:
         """Distance of ``outputs`` (of frames ``[M]``) to the head's ideal outputs at ``targets`` (``[M, K, 2]``,
         head input pixels) for the moved keypoints, averaged over the counted ones: 0 when none is moved."""
-        error = ideal_output_error(head, outputs, targets.points.detach())  # [M, K]
+        error = ideal_output_error(head, outputs, targets.points)  # [M, K]
         moved = targets.moved.to(error.dtype)
         return (error * moved).sum() / targets.counted.sum().clamp(min=1)
 
@@ -216,16 +216,18 @@ class PcaSingleViewLoss(KeypointLoss):
                      self.epsilon, self.auto_percentile)
         return kept
 
+    def _counted(self, keypoints: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
+        """``[..., K]`` 1 where the pose counts: every keypoint of it scored at least ``min_score`` (else its
+        shape is not known)."""
+        if scores is None:
+            return torch.ones(keypoints.shape[:-1], device=keypoints.device)
+        return (scores >= self.min_score).all(-1, keepdim=True).float().expand(keypoints.shape[:-1])
+
     def _residuals(self, keypoints: torch.Tensor, scores: torch.Tensor | None):
-        """Each keypoint's offset from the subspace ``[..., K, 2]`` and whether its pose counts ``[..., K]``
-        (every keypoint of the pose scored at least ``min_score``: else its shape is not known)."""
+        """Each keypoint's offset from the subspace ``[..., K, 2]`` and whether its pose counts ``[..., K]``."""
         vectors = centred_poses(keypoints.float()) - self.mean
         residual = (vectors - (vectors @ self.components.T) @ self.components).unflatten(-1, (-1, 2))
-        if scores is None:
-            counted = torch.ones(residual.shape[:-1], dtype=residual.dtype, device=residual.device)
-        else:
-            counted = (scores >= self.min_score).all(-1, keepdim=True).to(residual.dtype).expand(residual.shape[:-1])
-        return residual, counted
+        return residual, self._counted(keypoints, scores)
 
     def forward(self, keypoints: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
         """``keypoints [..., K, 2]`` -> the mean penalty over poses and keypoints; ``scores [..., K]``: a pose
@@ -245,9 +247,8 @@ class PcaSingleViewLoss(KeypointLoss):
         if not self.fitted:
             nothing = torch.zeros(keypoints.shape[:-1], dtype=torch.bool, device=keypoints.device)
             return KeypointTargets(keypoints, nothing, nothing)
-        _, counted = self._residuals(keypoints, scores)
-        fitted = self.robust_reconstruction(keypoints)
-        offset = keypoints.float() - fitted
+        counted = self._counted(keypoints, scores)
+        offset = keypoints.float() - self.robust_reconstruction(keypoints)
         distance = offset.norm(dim=-1)
         excess = (distance - self.epsilon).clamp(min=0) * counted
         shift = offset * (excess / distance.clamp(min=1e-6))[..., None]
@@ -274,7 +275,7 @@ class PcaSingleViewLoss(KeypointLoss):
                 fitted = coefficients @ design.T + self.mean
                 distance = (points - fitted).unflatten(-1, (k, 2)).norm(dim=-1)
                 weights = (threshold / distance.clamp(min=1e-6)).clamp(max=1.0)
-        return fitted.reshape(shape).to(keypoints.dtype) if keypoints.is_floating_point() else fitted.reshape(shape)
+        return fitted.reshape(shape)  # float32
 
 
 class UnimodalLoss(UnsupervisedLoss):
