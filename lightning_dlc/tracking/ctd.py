@@ -246,12 +246,12 @@ class TrackingPredictor(ConditionalPredictor):
         return out
 
 
-def write_ctd_tracks(h5: str | Path) -> Path:
+def write_ctd_tracks(h5: str | Path, overwrite: bool = False) -> Path:
     """DeepLabCut's ``<prefix>_ctd.h5`` beside the analysis ``<prefix>.h5`` of a CTD-tracking run (the same
-    table: its individuals are already the tracks)."""
+    table: its individuals are already the tracks); an existing one is replaced only with ``overwrite``."""
     h5 = Path(h5)
     target = h5.with_name(f"{h5.stem}_ctd.h5")
-    with atomic_path(target) as tmp:
+    with atomic_path(target, overwrite=overwrite) as tmp:
         shutil.copyfile(h5, tmp)
     return target
 
@@ -279,6 +279,6 @@ def analyze_videos_tracking(predictor: ConditionalPredictor, videos, destfolder=
                             "from the bottom-up model, so a row may be another animal before and after it; "
                             "overwrite=True tracks the whole video in one pass", video,
                             summary.frames - summary.analyzed_frames)
-            write_ctd_tracks(summary.h5)
+            write_ctd_tracks(summary.h5, overwrite=bool(options.get("overwrite")))  # as the analysis was
         summaries.append(summary)
     return summaries

@@ -82,6 +82,9 @@ def test_ctd_tracking_writes_ctd_h5_and_runs_the_bottom_up_model_only_when_neede
     assert ctd_h5.is_file()
     pd.testing.assert_frame_equal(pd.read_hdf(ctd_h5), pd.read_hdf(h5))
     assert 1 <= len(calls) < summaries[0].frames  # the previous poses were the conditions
+    again = analyze_videos_tracking(predictor, [video], tmp_path, {"bu_max_frequency": 1000}, device="cpu",
+                                    batch_size=4, progress=False, verbose=False, overwrite=True)
+    assert again[0].status == "analyzed" and ctd_h5.is_file()  # overwrite=True replaces _ctd.h5 too
 
 
 def test_conditions_of_another_project_or_a_missing_model_are_errors(runs):
